@@ -1,0 +1,1 @@
+"""Data Sources API shared layer: models, auth, storage, connectors and the sync engine."""

@@ -1,0 +1,1 @@
+"""Connectors: one module per source kind, loaded lazily through `registry`."""

@@ -1,0 +1,36 @@
+"""Connectors by source `type`, imported only when a source of that type is used."""
+
+from __future__ import annotations
+
+import importlib
+
+from datasources.connectors.base import Connector, ConnectorContext
+from datasources.errors import NotSupported
+from datasources.models.connection import ConfigModel
+
+# type -> "module:factory". The factory takes (config, context) and returns a Connector.
+_FACTORIES: dict[str, str] = {
+    "file": "datasources.connectors.file:FileConnector",
+    "database": "datasources.connectors.database:open_database_connector",
+    "api": "datasources.connectors.api:ApiConnector",
+}
+
+
+def get_connector(source_type: str, config: ConfigModel, context: ConnectorContext) -> Connector:
+    """Build the connector for a source; NotSupported when that kind has none yet."""
+    target = _FACTORIES.get(source_type)
+    if target is None:
+        raise NotSupported(f"source type '{source_type}' is not supported")
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise NotSupported(
+                f"'{source_type}' sources can be connected, listed and cleaned up, "
+                "but their connector is not available yet"
+            ) from None
+        raise
+    factory = getattr(module, attr)
+    connector: Connector = factory(config, context)
+    return connector

@@ -1,0 +1,39 @@
+"""Shared field types and limits for request models."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# Documented patterns (README "Limits"): ids and names that are safe in keys and S3 paths.
+WORKSPACE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+SOURCE_ID_PATTERN = r"^src_[a-f0-9]{20}$"
+JOB_ID_PATTERN = r"^job_[a-f0-9]{20}$"
+SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,127}$"
+MAX_METADATA_BYTES = 8192
+MAX_SOURCE_IDS = 100
+MASK = "********"
+
+WorkspaceId = Annotated[str, StringConstraints(pattern=WORKSPACE_ID_PATTERN)]
+SourceId = Annotated[str, StringConstraints(pattern=SOURCE_ID_PATTERN)]
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
+SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_PATTERN)]
+
+
+class Scope(StrEnum):
+    USER = "user"
+    ORGANIZATION = "organization"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+class StrictModel(BaseModel):
+    """Request models refuse unknown fields so a typo is a 422, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -1,0 +1,266 @@
+"""One `connection_config` model per source type, and the secret split they share.
+
+Secret values are typed `SecretStr`. `split_secrets` walks a config, replaces every
+secret with the mask and returns the secrets by path, so the DynamoDB item keeps only
+the masked config and Secrets Manager keeps the rest; `merge_secrets` puts them back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from datasources.errors import ValidationFailed
+from datasources.models.common import MASK
+
+PathKey = str | int
+
+
+class ConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
+
+
+# ---------------------------------------------------------------- database
+
+
+class DatabaseConfig(ConfigModel):
+    """A PostgreSQL, MySQL or MariaDB database."""
+
+    host: Annotated[str, Field(min_length=1, max_length=253)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    database: Annotated[str, Field(min_length=1, max_length=128)]
+    username: Annotated[str, Field(min_length=1, max_length=128)]
+    password: SecretStr
+    engine: Literal["postgresql", "mysql", "mariadb"] | None = None
+    db_schema: str | None = Field(default=None, alias="schema", max_length=128)
+    schemas: list[Annotated[str, Field(max_length=128)]] | None = Field(default=None, max_length=50)
+    tables: list[Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None, max_length=5000
+    )
+    exclude_tables: list[Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None, max_length=5000
+    )
+    ssl_mode: (
+        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
+    ) = None
+    connect_timeout: Annotated[int, Field(ge=1, le=20)] = 10
+    statement_timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 300
+
+    @model_validator(mode="after")
+    def _infer_engine(self) -> DatabaseConfig:
+        if self.engine is None:
+            inferred = {5432: "postgresql", 3306: "mysql"}.get(self.port)
+            if inferred is None:
+                raise ValueError(
+                    "cannot infer the database engine from port "
+                    f"{self.port}: set 'engine' to postgresql, mysql or mariadb"
+                )
+            self.engine = inferred  # type: ignore[assignment]
+        return self
+
+    @property
+    def selected_schemas(self) -> list[str] | None:
+        if self.schemas:
+            return list(self.schemas)
+        if self.db_schema:
+            return [self.db_schema]
+        return None
+
+
+# ---------------------------------------------------------------- api
+
+
+class Pagination(ConfigModel):
+    """How a resource pages. `auto` follows a Link header or an obvious next URL in the body."""
+
+    kind: Literal["auto", "none", "page", "offset", "cursor", "link_header", "next_url"] = "auto"
+    page_param: str = "page"
+    start_page: int = 1
+    size_param: str | None = None
+    page_size: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    cursor_param: str = "cursor"
+    cursor_path: str | None = None
+    next_url_path: str | None = None
+    max_pages: Annotated[int, Field(ge=1, le=100_000)] = 10_000
+
+
+class Incremental(ConfigModel):
+    """A record field that only grows, and the request parameter that filters on it."""
+
+    cursor_field: str
+    param: str
+    initial_value: str | None = None
+
+
+class ApiResource(ConfigModel):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+    path: str = ""
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    records_path: str | None = None
+    primary_key: list[str] | None = None
+    pagination: Pagination = Field(default_factory=Pagination)
+    incremental: Incremental | None = None
+
+
+class BasicAuth(ConfigModel):
+    username: str
+    password: SecretStr
+
+
+_SECRET_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|session)", re.IGNORECASE)
+
+
+class ApiConfig(ConfigModel):
+    """An HTTP JSON API. The minimal form is `{base_url, api_key}`."""
+
+    base_url: Annotated[str, Field(min_length=8, max_length=2048)]
+    api_key: SecretStr | None = None
+    api_key_in: Literal["bearer", "header", "query"] = "bearer"
+    api_key_name: str = "Authorization"
+    basic_auth: BasicAuth | None = None
+    bearer_token: SecretStr | None = None
+    headers: dict[str, str | SecretStr] = Field(default_factory=dict, max_length=50)
+    resources: list[ApiResource] = Field(default_factory=list, max_length=100)
+    health_path: str | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 15.0
+    max_retry_wait_seconds: Annotated[float, Field(ge=0, le=600)] = 60.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_scheme(cls, value: str) -> str:
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("https", "http") or not parsed.hostname:
+            raise ValueError("base_url must be an https URL with a host")
+        return value
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _secret_headers(cls, value: Any) -> Any:
+        # Headers that look like credentials are stored as secrets, never in DynamoDB.
+        if isinstance(value, dict):
+            return {
+                k: SecretStr(v) if isinstance(v, str) and _SECRET_HEADER.search(k) else v
+                for k, v in value.items()
+            }
+        return value
+
+
+# ---------------------------------------------------------------- file
+
+
+class CsvOptions(ConfigModel):
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = None
+    quote_char: Annotated[str, Field(min_length=1, max_length=1)] = '"'
+    has_header: bool = True
+    encoding: str = "utf-8"
+    null_values: list[str] = Field(default_factory=lambda: [""])
+
+
+class FileCredentials(ConfigModel):
+    """Keys for a bucket outside this account; absent means the service's own role."""
+
+    aws_access_key_id: str
+    aws_secret_access_key: SecretStr
+    aws_session_token: SecretStr | None = None
+    region: str | None = None
+
+
+class FileConfig(ConfigModel):
+    """Files on S3 (`s3://bucket/key` or a prefix with `pattern`) or one https URL."""
+
+    url: Annotated[str, Field(min_length=6, max_length=2048)]
+    format: Literal["csv", "tsv", "jsonl", "json", "parquet"] | None = None
+    pattern: Annotated[str, Field(max_length=512)] | None = None
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    compression: Literal["gzip", "none"] | None = None
+    credentials: FileCredentials | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not (
+            value.startswith("s3://") or value.startswith("https://") or value.startswith("http://")
+        ):
+            raise ValueError("url must start with s3:// or https://")
+        return value
+
+
+CONFIG_MODELS: dict[str, type[ConfigModel]] = {
+    "database": DatabaseConfig,
+    "api": ApiConfig,
+    "file": FileConfig,
+}
+
+SourceType = Literal["database", "api", "file"]
+
+
+def parse_connection_config(source_type: str, config: dict[str, Any]) -> ConfigModel:
+    """Validate a raw `connection_config` for its type (used where the type is not a tag)."""
+    model = CONFIG_MODELS.get(source_type)
+    if model is None:
+        raise ValidationFailed(f"unknown source type '{source_type}'")
+    return model.model_validate(config)
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def split_secrets(config: ConfigModel) -> tuple[dict[str, Any], list[tuple[list[PathKey], str]]]:
+    """Return (the config as JSON with every secret masked, [(path, secret value), ...])."""
+    secrets: list[tuple[list[PathKey], str]] = []
+
+    def collect(value: Any, path: list[PathKey]) -> None:
+        if isinstance(value, SecretStr):
+            secrets.append((path, value.get_secret_value()))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                collect(v, [*path, k])
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                collect(v, [*path, i])
+
+    # The python-mode dump keeps SecretStr objects, so it tells where the secrets are;
+    # the JSON-mode dump is what gets stored, with the mask at each of those places.
+    collect(config.model_dump(mode="python", by_alias=True, exclude_none=True), [])
+    as_json = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for path, _ in secrets:
+        _set_path(as_json, path, MASK)
+    return as_json, secrets
+
+
+def merge_secrets(
+    source_type: str, masked: dict[str, Any], secrets: list[tuple[list[PathKey], str]]
+) -> ConfigModel:
+    """Rebuild the full config from the masked item and the values from Secrets Manager."""
+    import copy
+
+    full = copy.deepcopy(masked)
+    for path, value in secrets:
+        _set_path(full, list(path), value)
+    return parse_connection_config(source_type, full)
+
+
+def _set_path(target: Any, path: list[PathKey], value: Any) -> None:
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+
+
+def reveal(value: SecretStr | str | None) -> str | None:
+    """The plain value of a field that may be a secret (connectors call this at use)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value

@@ -1,0 +1,124 @@
+"""SSRF guard: resolve a user-named host once and refuse addresses a tenant must not reach.
+
+Connectors call `resolve_host` before opening any socket and then connect to the
+returned address (not the name again), so there is no DNS-rebinding window between
+the check and the connection. Local mode allows loopback so that a database on the
+developer's machine can be connected; operators allowlist CIDRs to reach a VPC database.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from datasources.errors import ConnectionFailed
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Injected by tests to prove the refusal happens before any socket opens.
+Resolver = Callable[[str, int], list[str]]
+
+
+def _system_resolver(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: list[str] = []
+    for info in infos:
+        address = str(info[4][0])
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+_resolver: Resolver = _system_resolver
+
+
+def set_resolver(resolver: Resolver | None) -> None:
+    """Replace the DNS resolver (tests); None restores the system resolver."""
+    global _resolver
+    _resolver = resolver or _system_resolver
+
+
+@dataclass(frozen=True)
+class ResolvedHost:
+    host: str
+    address: str
+    port: int
+
+
+def parse_ip_literal(host: str) -> IPAddress | None:
+    """An IP written any way a resolver would accept it (decimal, octal, hex, short forms)."""
+    text = host.strip("[]")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    try:
+        # inet_aton accepts 2130706433, 0x7f.1, 0177.0.0.1 and friends, like libc does.
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        return None
+
+
+def refusal_reason(address: IPAddress) -> str | None:
+    """Why an address is not reachable from a deployed stack, or None when it is public."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return refusal_reason(address.ipv4_mapped)
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local (cloud metadata)"
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_multicast:
+        return "multicast"
+    if address.is_reserved:
+        return "reserved"
+    if address.is_private:
+        return "private"
+    return None
+
+
+def check_address(
+    address: IPAddress, *, local_mode: bool, allowed_cidrs: Sequence[str]
+) -> str | None:
+    """The refusal reason for one address under the operator's policy, or None if allowed."""
+    for cidr in allowed_cidrs:
+        if address in ipaddress.ip_network(cidr, strict=False):
+            return None
+    reason = refusal_reason(address)
+    if reason == "loopback" and local_mode:
+        return None
+    return reason
+
+
+def resolve_host(
+    host: str, port: int, *, local_mode: bool, allowed_cidrs: Sequence[str] = ()
+) -> ResolvedHost:
+    """Resolve `host` and return the first address; ConnectionFailed(stage="dns"|"policy")."""
+    literal = parse_ip_literal(host)
+    if literal is not None:
+        candidates = [str(literal)]
+    else:
+        try:
+            candidates = _resolver(host, port)
+        except (OSError, UnicodeError):
+            raise ConnectionFailed(
+                f"could not resolve host '{host}': check the host name", stage="dns"
+            ) from None
+        if not candidates:
+            raise ConnectionFailed(f"host '{host}' has no address", stage="dns")
+    # Every address must pass: a name that resolves to one public and one private
+    # address is refused, since the client could pick either.
+    for text in candidates:
+        reason = check_address(
+            ipaddress.ip_address(text), local_mode=local_mode, allowed_cidrs=allowed_cidrs
+        )
+        if reason is not None:
+            raise ConnectionFailed(
+                f"host '{host}' resolves to a {reason} address, which this service does not "
+                "connect to (an operator can allowlist a network with ALLOWED_CIDRS)",
+                stage="policy",
+            )
+    return ResolvedHost(host=host, address=candidates[0], port=port)
