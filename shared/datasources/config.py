@@ -14,7 +14,7 @@ class Settings(BaseModel):
     table_name: str = "datasources"
     bucket_name: str = "datasources-landing"
     queue_url: str = ""
-    secret_prefix: str = "datasources"
+    secret_prefix: str = "datasources"  # noqa: S105 - a name prefix, not a secret
     # Endpoint of an emulated AWS (moto server) in local mode; unset in a deployed stack.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -44,6 +44,8 @@ class Settings(BaseModel):
     worker_reserve_seconds: float = 30.0
     default_batch_size: int = 10_000
     job_lease_seconds: int = 900
+    # SQS receives before a unit is marked failed (the queue's maxReceiveCount moves it to the DLQ).
+    max_receives: int = 3
     job_ttl_days: int = 90
     secret_recovery_days: int = 7
 
@@ -79,6 +81,7 @@ class Settings(BaseModel):
             "worker_reserve_seconds": "WORKER_RESERVE_SECONDS",
             "default_batch_size": "DEFAULT_BATCH_SIZE",
             "job_lease_seconds": "JOB_LEASE_SECONDS",
+            "max_receives": "MAX_RECEIVES",
             "job_ttl_days": "JOB_TTL_DAYS",
             "secret_recovery_days": "SECRET_RECOVERY_DAYS",
         }

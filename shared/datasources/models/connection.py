@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
-
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -82,7 +81,16 @@ class DatabaseConfig(ConfigModel):
 
 
 class Pagination(ConfigModel):
-    """How a resource pages. `auto` follows a Link header or an obvious next URL in the body."""
+    """How a resource pages. `auto` follows a Link header or an obvious next URL in the body.
+
+    `page`: `page_param` counts up from `start_page` until an empty page. `offset`:
+    `offset_param` advances by the records received, `limit_param` = `page_size` (100 when
+    unset). `cursor`: the token at `cursor_path` (or a usual place such as `next_cursor`,
+    `meta.next_cursor`) is sent back as `cursor_param` until it is absent. `link_header`:
+    `Link: <...>; rel="next"`. `next_url`: the URL at `next_url_path` (or a usual place such
+    as `next`, `links.next`). `max_pages` bounds one run so a misbehaving API cannot page
+    forever.
+    """
 
     kind: Literal["auto", "none", "page", "offset", "cursor", "link_header", "next_url"] = "auto"
     page_param: str = "page"
@@ -98,21 +106,37 @@ class Pagination(ConfigModel):
 
 
 class Incremental(ConfigModel):
-    """A record field that only grows, and the request parameter that filters on it."""
+    """A record field that only grows, and the request parameter that filters on it.
 
-    cursor_field: str
-    param: str
+    The committed cursor value (or `initial_value` on a first run) is sent as `param`.
+    """
+
+    cursor_field: Annotated[str, Field(min_length=1, max_length=256)]
+    param: Annotated[str, Field(min_length=1, max_length=256)]
     initial_value: str | None = None
 
 
 class ApiResource(ConfigModel):
+    """One endpoint of the API, synced as one stream.
+
+    `path` is joined to `base_url`. `records_path` is the dotted path of the list of
+    records in the body (`.` for the whole body); absent, the connector takes the whole
+    body when it is a list, else the one list-valued key (`data`, `results`, `items`, ...).
+    """
+
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
-    path: str = ""
+    path: Annotated[str, Field(max_length=2048)] = ""
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    records_path: str | None = None
+    records_path: Annotated[str, Field(max_length=256)] | None = None
     primary_key: list[str] | None = None
     pagination: Pagination = Field(default_factory=Pagination)
     incremental: Incremental | None = None
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _one_key_as_list(cls, value: Any) -> Any:
+        # `"primary_key": "id"` is what people write for a single-column key.
+        return [value] if isinstance(value, str) else value
 
 
 class BasicAuth(ConfigModel):
@@ -122,14 +146,22 @@ class BasicAuth(ConfigModel):
 
 _SECRET_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|session)", re.IGNORECASE)
 
+# Where `api_key` goes when `api_key_name` is not given, per placement.
+DEFAULT_API_KEY_NAMES = {"bearer": "Authorization", "header": "X-API-Key", "query": "api_key"}
+
 
 class ApiConfig(ConfigModel):
-    """An HTTP JSON API. The minimal form is `{base_url, api_key}`."""
+    """An HTTP JSON API. The minimal form is `{base_url, api_key}`.
+
+    `api_key_in` places the key: `bearer` (`Authorization: Bearer <key>`, the default),
+    `header` (the header `api_key_name`, default `X-API-Key`) or `query` (the query
+    parameter `api_key_name`, default `api_key`).
+    """
 
     base_url: Annotated[str, Field(min_length=8, max_length=2048)]
     api_key: SecretStr | None = None
     api_key_in: Literal["bearer", "header", "query"] = "bearer"
-    api_key_name: str = "Authorization"
+    api_key_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     basic_auth: BasicAuth | None = None
     bearer_token: SecretStr | None = None
     headers: dict[str, str | SecretStr] = Field(default_factory=dict, max_length=50)
@@ -156,6 +188,19 @@ class ApiConfig(ConfigModel):
                 for k, v in value.items()
             }
         return value
+
+    @model_validator(mode="after")
+    def _unique_resource_names(self) -> ApiConfig:
+        names = [resource.name for resource in self.resources]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"resource names must be unique: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def effective_api_key_name(self) -> str:
+        """The header or query parameter that carries `api_key`."""
+        return self.api_key_name or DEFAULT_API_KEY_NAMES[self.api_key_in]
 
 
 # ---------------------------------------------------------------- file

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
-
 import json
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 

@@ -1,0 +1,24 @@
+"""POST /api/v1/data/{workspace_id}/cleanup — delete sources, their secrets and state."""
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from datasources.http import ApiRequest, ApiResult, api_route
+from datasources.models.requests import CleanupRequest
+from datasources.observability import logger, metrics, tracer
+from datasources.services.sources import cleanup_sources
+
+
+@api_route(body=CleanupRequest)
+def route(request: ApiRequest[CleanupRequest]) -> ApiResult:
+    result = cleanup_sources(request.principal, request.workspace_id, request.input)
+    message = f"Deleted {result['deleted_count']} data source(s)"
+    if result["not_found"]:
+        message += f"; {len(result['not_found'])} not found"
+    return ApiResult(result, message)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict, context: object) -> dict:
+    return route(event, context)

@@ -1,0 +1,23 @@
+"""GET /api/v1/data/{workspace_id}/list — the caller's sources in a scope, paged."""
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from datasources.http import ApiRequest, ApiResult, api_route
+from datasources.models.requests import ListQuery
+from datasources.observability import logger, metrics, tracer
+from datasources.services.sources import list_sources
+
+
+@api_route(query=ListQuery)
+def route(request: ApiRequest[ListQuery]) -> ApiResult:
+    sources, next_token = list_sources(request.principal, request.workspace_id, request.input)
+    return ApiResult(
+        sources, f"Found {len(sources)} data source(s)", extra={"next_token": next_token}
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict, context: object) -> dict:
+    return route(event, context)

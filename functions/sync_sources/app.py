@@ -1,0 +1,29 @@
+"""POST /api/v1/data/{workspace_id}/sync — start a sync; small ones finish inline."""
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from datasources.http import ApiRequest, ApiResult, api_route
+from datasources.models.requests import SyncRequest
+from datasources.observability import logger, metrics, tracer
+from datasources.sync.engine import start_sync
+
+
+@api_route(body=SyncRequest)
+def route(request: ApiRequest[SyncRequest]) -> ApiResult:
+    job = start_sync(request.principal, request.workspace_id, request.input, request.remaining_ms)
+    metrics.add_metric(name="RecordsSynced", unit=MetricUnit.Count, value=job["records_processed"])
+    if job["job_id"] is None:
+        return ApiResult(job, "No data sources to sync")
+    if job["status"] in ("running", "queued"):
+        message = f"Sync running: {job['records_processed']} records so far; poll the status URL"
+        return ApiResult(job, message, status_code=202)
+    message = f"Sync {job['status']}: {job['records_processed']} records"
+    return ApiResult(job, message)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict, context: object) -> dict:
+    return route(event, context)

@@ -1,0 +1,25 @@
+"""SQS worker: continues sync units chunk by chunk and chains itself through the queue."""
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from datasources.observability import logger, metrics, tracer
+from datasources.sync.worker import continue_unit
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict, context: object) -> dict:
+    def record_handler(record: SQSRecord) -> None:
+        continue_unit(record, context)
+
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,535 @@
+"""Sync jobs, their work units, per-stream state and the one-job-per-source lease.
+
+Every write that moves a sync forward is conditional, so a duplicate SQS delivery or
+a crashed-and-retried worker can never advance a checkpoint twice:
+- a unit's checkpoint moves from `seq` to `seq + 1` only if it still is `seq`;
+- a unit completes, and its stream state commits, only from the checkpoint it read;
+- a source's lease is taken only if free or expired, and released only by its job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
+from datasources import aws
+from datasources.dal.keys import Tenant, job_sk, source_sk, state_sk, unit_sk
+from datasources.errors import StorageError, SyncAlreadyRunning
+
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+# Unit fields stored as JSON text (nested, and free of DynamoDB's float restriction).
+_JSON_FIELDS = ("cursor_start", "cursor_pending", "resume_token", "columns", "notes")
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    status: str
+    source_ids: list[str]
+    options: dict[str, Any]
+    created_at: str
+    created_by: str
+    unit_count: int = 0
+    records_processed: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+
+
+class UnitRecord(BaseModel):
+    """One (source, stream) of a job and its checkpoint."""
+
+    unit_id: str
+    job_id: str
+    source_id: str
+    stream: str
+    status: str = "queued"
+    mode: str = "full_refresh"
+    cursor_field: str | None = None
+    cursor_start: dict[str, Any] | None = None
+    cursor_pending: dict[str, Any] | None = None
+    resume_token: dict[str, Any] | None = None
+    seq: int = 0
+    continuation_seq: int = 0
+    records: int = 0
+    bytes: int = 0
+    columns: list[dict[str, Any]] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    error: str | None = None
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    output_prefix: str = ""
+
+    def to_item(self, tenant: Tenant, expires_at: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"pk": tenant.pk, "sk": unit_sk(self.job_id, self.unit_id)}
+        for key, value in self.model_dump().items():
+            if key in _JSON_FIELDS:
+                item[key] = json.dumps(value, default=str)
+            elif value is not None:
+                item[key] = value
+        item["kind"] = "unit"
+        item["expires_at"] = expires_at
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> UnitRecord:
+        data = {k: v for k, v in item.items() if k in cls.model_fields}
+        for key in _JSON_FIELDS:
+            if key in data and isinstance(data[key], str):
+                data[key] = json.loads(data[key])
+        for key in ("seq", "continuation_seq", "records", "bytes", "attempts"):
+            if key in data:
+                data[key] = int(data[key])
+        return cls.model_validate(data)
+
+
+class StreamStateRecord(BaseModel):
+    cursor_field: str | None = None
+    cursor_state: dict[str, Any] | None = None
+    columns: list[dict[str, Any]] = Field(default_factory=list)
+    last_job_id: str | None = None
+    last_snapshot_job_id: str | None = None
+
+
+def _client() -> Any:
+    return aws.table().meta.client
+
+
+def _name() -> str:
+    return str(aws.table().name)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+# ------------------------------------------------------------------ jobs
+
+
+def create_job(tenant: Tenant, job: JobRecord, *, lease_seconds: int, expires_at: int) -> None:
+    """Create the job and take a lease on each of its sources, atomically.
+
+    A source leased by a live job fails the transaction; the caller gets 409 with
+    that job's id. An expired lease (a crashed job) is taken over.
+    """
+    now = _now()
+    actions: list[dict[str, Any]] = [
+        {
+            "Put": {
+                "TableName": _name(),
+                "Item": {
+                    "pk": tenant.pk,
+                    "sk": job_sk(job.job_id),
+                    "kind": "job",
+                    **job.model_dump(exclude={"options"}, exclude_none=True),
+                    "options": json.dumps(job.options),
+                    "expires_at": expires_at,
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+    ]
+    for source_id in job.source_ids:
+        actions.append(
+            {
+                "Update": {
+                    "TableName": _name(),
+                    "Key": {"pk": tenant.pk, "sk": source_sk(source_id)},
+                    "UpdateExpression": "SET lease_job = :job, lease_expires = :exp",
+                    "ConditionExpression": "attribute_exists(pk) AND "
+                    "(attribute_not_exists(lease_job) OR lease_expires < :now)",
+                    "ExpressionAttributeValues": {
+                        ":job": job.job_id,
+                        ":exp": now + lease_seconds,
+                        ":now": now,
+                    },
+                }
+            }
+        )
+    try:
+        _client().transact_write_items(TransactItems=actions)
+    except ClientError as exc:
+        if _code(exc) != "TransactionCanceledException":
+            raise StorageError("could not create the sync job") from exc
+        reasons = exc.response.get("CancellationReasons", [])
+        for index, reason in enumerate(reasons):
+            if index > 0 and reason.get("Code") == "ConditionalCheckFailed":
+                source_id = job.source_ids[index - 1]
+                item = (
+                    aws.table()
+                    .get_item(
+                        Key={"pk": tenant.pk, "sk": source_sk(source_id)}, ConsistentRead=True
+                    )
+                    .get("Item")
+                    or {}
+                )
+                running = item.get("lease_job")
+                raise SyncAlreadyRunning(
+                    f"source {source_id} is already syncing in job {running}",
+                    details={"source_id": source_id, "running_job_id": running},
+                ) from None
+        raise StorageError("could not create the sync job") from exc
+
+
+def put_units(tenant: Tenant, units: list[UnitRecord], *, expires_at: int) -> None:
+    with aws.table().batch_writer() as batch:
+        for unit in units:
+            batch.put_item(Item=unit.to_item(tenant, expires_at))
+
+
+def get_job(tenant: Tenant, job_id: str) -> JobRecord | None:
+    item = (
+        aws.table()
+        .get_item(Key={"pk": tenant.pk, "sk": job_sk(job_id)}, ConsistentRead=True)
+        .get("Item")
+    )
+    if not item:
+        return None
+    data = {k: v for k, v in item.items() if k in JobRecord.model_fields}
+    data["options"] = json.loads(item.get("options") or "{}")
+    data["unit_count"] = int(item.get("unit_count", 0))
+    data["records_processed"] = int(item.get("records_processed", 0))
+    return JobRecord.model_validate(data)
+
+
+def get_units(tenant: Tenant, job_id: str) -> list[UnitRecord]:
+    units: list[UnitRecord] = []
+    params: dict[str, Any] = {
+        "KeyConditionExpression": Key("pk").eq(tenant.pk)
+        & Key("sk").begins_with(unit_sk(job_id, "")),
+        "ConsistentRead": True,
+    }
+    while True:
+        response = aws.table().query(**params)
+        units.extend(UnitRecord.from_item(i) for i in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return units
+        params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def get_unit(tenant: Tenant, job_id: str, unit_id: str) -> UnitRecord | None:
+    item = (
+        aws.table()
+        .get_item(Key={"pk": tenant.pk, "sk": unit_sk(job_id, unit_id)}, ConsistentRead=True)
+        .get("Item")
+    )
+    return UnitRecord.from_item(item) if item else None
+
+
+def mark_job_running(tenant: Tenant, job_id: str, started_at: str) -> None:
+    try:
+        aws.table().update_item(
+            Key={"pk": tenant.pk, "sk": job_sk(job_id)},
+            UpdateExpression="SET #s = :running, started_at = if_not_exists(started_at, :t)",
+            ConditionExpression="#s IN (:queued, :running)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":running": "running",
+                ":queued": "queued",
+                ":t": started_at,
+            },
+        )
+    except ClientError as exc:
+        if _code(exc) != "ConditionalCheckFailedException":
+            raise StorageError("could not update the sync job") from exc
+
+
+def start_unit(tenant: Tenant, unit: UnitRecord, started_at: str) -> bool:
+    """queued → running; False when the unit is no longer queued or running."""
+    try:
+        aws.table().update_item(
+            Key={"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
+            UpdateExpression="SET #s = :running, started_at = if_not_exists(started_at, :t)",
+            ConditionExpression="#s IN (:queued, :running)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":running": "running",
+                ":queued": "queued",
+                ":t": started_at,
+            },
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise StorageError("could not update the sync unit") from exc
+    return True
+
+
+def checkpoint(
+    tenant: Tenant,
+    unit: UnitRecord,
+    *,
+    records: int,
+    size: int,
+    resume_token: dict[str, Any] | None,
+    cursor_pending: dict[str, Any] | None,
+    columns: list[dict[str, Any]],
+    lease_seconds: int,
+) -> bool:
+    """Advance the unit from `unit.seq` to `unit.seq + 1` after its part was written.
+
+    One transaction: the unit (only from the expected seq, only while running), the
+    job's running total (only while the job is running: a cancelled job stops here),
+    and the source's lease (renewed, only if still this job's). False when any
+    condition fails: another delivery moved on, or the job was cancelled.
+    """
+    now = _now()
+    actions = [
+        {
+            "Update": {
+                "TableName": _name(),
+                "Key": {"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
+                "UpdateExpression": "SET seq = :next, resume_token = :tok, cursor_pending = :cur,"
+                " #cols = :cols ADD records :n, #bytes :b",
+                "ConditionExpression": "seq = :seq AND #s = :running",
+                "ExpressionAttributeNames": {"#s": "status", "#bytes": "bytes", "#cols": "columns"},
+                "ExpressionAttributeValues": {
+                    ":next": unit.seq + 1,
+                    ":seq": unit.seq,
+                    ":tok": json.dumps(resume_token, default=str),
+                    ":cur": json.dumps(cursor_pending, default=str),
+                    ":cols": json.dumps(columns),
+                    ":n": records,
+                    ":b": size,
+                    ":running": "running",
+                },
+            }
+        },
+        {
+            "Update": {
+                "TableName": _name(),
+                "Key": {"pk": tenant.pk, "sk": job_sk(unit.job_id)},
+                "UpdateExpression": "ADD records_processed :n",
+                "ConditionExpression": "#s = :running",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":n": records, ":running": "running"},
+            }
+        },
+        {
+            "Update": {
+                "TableName": _name(),
+                "Key": {"pk": tenant.pk, "sk": source_sk(unit.source_id)},
+                "UpdateExpression": "SET lease_expires = :exp",
+                "ConditionExpression": "lease_job = :job",
+                "ExpressionAttributeValues": {":exp": now + lease_seconds, ":job": unit.job_id},
+            }
+        },
+    ]
+    return _transact(actions, "could not checkpoint the sync")
+
+
+def set_continuation(tenant: Tenant, unit: UnitRecord, seq: int) -> None:
+    """Record that a continuation for `seq` was enqueued; older messages are then stale."""
+    _update_ignoring_condition(
+        tenant,
+        unit_sk(unit.job_id, unit.unit_id),
+        "SET continuation_seq = :seq",
+        "continuation_seq < :seq",
+        {":seq": seq},
+    )
+
+
+def complete_unit(
+    tenant: Tenant,
+    unit: UnitRecord,
+    *,
+    finished_at: str,
+    state: StreamStateRecord | None,
+) -> bool:
+    """Finish a unit and commit its stream state in one transaction, from the checkpoint
+    it was read at. False when another delivery already finished or moved it."""
+    actions: list[dict[str, Any]] = [
+        {
+            "Update": {
+                "TableName": _name(),
+                "Key": {"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
+                "UpdateExpression": "SET #s = :done, finished_at = :t",
+                "ConditionExpression": "seq = :seq AND #s = :running",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {
+                    ":done": "completed",
+                    ":t": finished_at,
+                    ":seq": unit.seq,
+                    ":running": "running",
+                },
+            }
+        }
+    ]
+    if state is not None:
+        actions.append(
+            {
+                "Put": {
+                    "TableName": _name(),
+                    "Item": {
+                        "pk": tenant.pk,
+                        "sk": state_sk(unit.source_id, unit.stream),
+                        "kind": "state",
+                        "source_id": unit.source_id,
+                        "stream": unit.stream,
+                        "state": state.model_dump_json(),
+                        "updated_at": finished_at,
+                    },
+                }
+            }
+        )
+    return _transact(actions, "could not complete the sync unit")
+
+
+def end_unit(
+    tenant: Tenant, unit: UnitRecord, *, status: str, error: str | None, finished_at: str
+) -> bool:
+    """Mark a unit failed or cancelled (state is not committed: the next run redoes it)."""
+    values: dict[str, Any] = {
+        ":st": status,
+        ":t": finished_at,
+        ":c": "completed",
+        ":f": "failed",
+        ":x": "cancelled",
+    }
+    names = {"#s": "status"}
+    expression = "SET #s = :st, finished_at = :t"
+    if error:
+        expression += ", #e = :e"
+        names["#e"] = "error"
+        values[":e"] = error
+    return _update_ignoring_condition(
+        tenant,
+        unit_sk(unit.job_id, unit.unit_id),
+        expression,
+        "NOT #s IN (:c, :f, :x)",
+        values,
+        names=names,
+    )
+
+
+def record_attempt_error(tenant: Tenant, unit: UnitRecord, error: str) -> None:
+    """Note a failed attempt that will be retried (visible on the job while it retries)."""
+    aws.table().update_item(
+        Key={"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
+        UpdateExpression="SET #e = :e ADD attempts :one",
+        ExpressionAttributeNames={"#e": "error"},
+        ExpressionAttributeValues={":e": error, ":one": 1},
+    )
+
+
+def finish_job(
+    tenant: Tenant, job: JobRecord, *, status: str, finished_at: str, error: str | None
+) -> bool:
+    """Move a job to its terminal status once; releases its leases. False if already ended."""
+    values: dict[str, Any] = {
+        ":st": status,
+        ":t": finished_at,
+        ":q": "queued",
+        ":r": "running",
+    }
+    expression = "SET #s = :st, finished_at = :t"
+    names = {"#s": "status"}
+    if error:
+        expression += ", #e = :e"
+        names["#e"] = "error"
+        values[":e"] = error
+    ended = _update_ignoring_condition(
+        tenant, job_sk(job.job_id), expression, "#s IN (:q, :r)", values, names=names
+    )
+    if ended:
+        release_leases(tenant, job)
+    return ended
+
+
+def release_leases(tenant: Tenant, job: JobRecord) -> None:
+    for source_id in job.source_ids:
+        _update_ignoring_condition(
+            tenant,
+            source_sk(source_id),
+            "REMOVE lease_job, lease_expires",
+            "lease_job = :job",
+            {":job": job.job_id},
+        )
+
+
+def record_last_sync(tenant: Tenant, source_id: str, summary: dict[str, Any]) -> None:
+    _update_ignoring_condition(
+        tenant,
+        source_sk(source_id),
+        "SET last_sync = :s",
+        "attribute_exists(pk)",
+        {":s": json.dumps(summary, default=str)},
+    )
+
+
+def get_stream_state(tenant: Tenant, source_id: str, stream: str) -> StreamStateRecord | None:
+    item = (
+        aws.table()
+        .get_item(Key={"pk": tenant.pk, "sk": state_sk(source_id, stream)}, ConsistentRead=True)
+        .get("Item")
+    )
+    return StreamStateRecord.model_validate_json(item["state"]) if item else None
+
+
+def delete_stream_state(tenant: Tenant, source_id: str, stream: str) -> None:
+    aws.table().delete_item(Key={"pk": tenant.pk, "sk": state_sk(source_id, stream)})
+
+
+def cancel_source_jobs(tenant: Tenant, source_ids: list[str], finished_at: str) -> list[str]:
+    """Cancel the live jobs holding a lease on any of these sources; returns their ids."""
+    from datasources.dal.sources import get_sources
+
+    cancelled: list[str] = []
+    for source in get_sources(tenant, source_ids).values():
+        if not source.lease_job or source.lease_job in cancelled:
+            continue
+        job = get_job(tenant, source.lease_job)
+        if job and finish_job(
+            tenant,
+            job,
+            status="cancelled",
+            finished_at=finished_at,
+            error="cancelled: the source was removed by cleanup",
+        ):
+            cancelled.append(job.job_id)
+    return cancelled
+
+
+def _transact(actions: list[dict[str, Any]], message: str) -> bool:
+    try:
+        _client().transact_write_items(TransactItems=actions)
+    except ClientError as exc:
+        if _code(exc) == "TransactionCanceledException":
+            return False
+        raise StorageError(message) from exc
+    return True
+
+
+def _update_ignoring_condition(
+    tenant: Tenant,
+    sk: str,
+    expression: str,
+    condition: str,
+    values: dict[str, Any],
+    *,
+    names: dict[str, str] | None = None,
+) -> bool:
+    params: dict[str, Any] = {
+        "Key": {"pk": tenant.pk, "sk": sk},
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+    }
+    if names:
+        params["ExpressionAttributeNames"] = names
+    try:
+        aws.table().update_item(**params)
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise StorageError("could not update the sync state") from exc
+    return True

@@ -1,0 +1,198 @@
+"""Sources and their name-uniqueness items."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from datasources import aws
+from datasources.dal.keys import Tenant, name_sk, source_sk, state_sk
+from datasources.errors import BadRequest, NameConflict, StorageError
+
+
+class SourceRecord(BaseModel):
+    """A source as stored: the masked config and the ARN of its secret, never a secret."""
+
+    id: str
+    name: str
+    type: str
+    scope: str
+    connection_config: dict[str, Any]
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+    created_by: str
+    secret_arn: str | None = None
+    last_sync: dict[str, Any] | None = None
+    lease_job: str | None = None
+    lease_expires: int | None = None
+
+    def to_item(self, tenant: Tenant) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": tenant.pk,
+            "sk": source_sk(self.id),
+            "kind": "source",
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "scope": self.scope,
+            # JSON text: the resource API refuses floats, and configs are read whole anyway.
+            "connection_config": json.dumps(self.connection_config),
+            "metadata": json.dumps(self.metadata),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "created_by": self.created_by,
+        }
+        if self.secret_arn:
+            item["secret_arn"] = self.secret_arn
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> SourceRecord:
+        return cls(
+            id=item["id"],
+            name=item["name"],
+            type=item["type"],
+            scope=item["scope"],
+            connection_config=json.loads(item["connection_config"]),
+            metadata=json.loads(item.get("metadata") or "{}"),
+            created_at=item["created_at"],
+            updated_at=item["updated_at"],
+            created_by=item["created_by"],
+            secret_arn=item.get("secret_arn"),
+            last_sync=json.loads(item["last_sync"]) if item.get("last_sync") else None,
+            lease_job=item.get("lease_job"),
+            lease_expires=int(item["lease_expires"]) if item.get("lease_expires") else None,
+        )
+
+
+def create_sources(tenant: Tenant, sources: list[SourceRecord]) -> None:
+    """Write every source and its name item in one transaction: all or none.
+
+    The name item's `attribute_not_exists` condition makes a duplicate name fail the
+    whole transaction, so two concurrent connects cannot both take a name.
+    """
+    actions: list[dict[str, Any]] = []
+    for source in sources:
+        actions.append({"Put": {"TableName": _table_name(), "Item": source.to_item(tenant)}})
+        actions.append(
+            {
+                "Put": {
+                    "TableName": _table_name(),
+                    "Item": {
+                        "pk": tenant.pk,
+                        "sk": name_sk(source.name),
+                        "kind": "name",
+                        "source_id": source.id,
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        )
+    try:
+        aws.table().meta.client.transact_write_items(TransactItems=actions)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "TransactionCanceledException":
+            reasons = exc.response.get("CancellationReasons", [])
+            for index, reason in enumerate(reasons):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    name = sources[index // 2].name
+                    raise NameConflict(
+                        f"a data source named '{name}' already exists in this workspace and scope",
+                        details={"name": name},
+                    ) from None
+        raise StorageError("could not save the data sources") from exc
+
+
+def get_source(tenant: Tenant, source_id: str) -> SourceRecord | None:
+    """One source of this tenant, or None (also for another tenant's id)."""
+    item = aws.table().get_item(Key={"pk": tenant.pk, "sk": source_sk(source_id)}).get("Item")
+    return SourceRecord.from_item(item) if item else None
+
+
+def get_sources(tenant: Tenant, source_ids: list[str]) -> dict[str, SourceRecord]:
+    """The tenant's sources among `source_ids`, by id (BatchGetItem, 100 keys a call)."""
+    found: dict[str, SourceRecord] = {}
+    unique = list(dict.fromkeys(source_ids))
+    client = aws.table().meta.client
+    for start in range(0, len(unique), 100):
+        keys = [{"pk": tenant.pk, "sk": source_sk(sid)} for sid in unique[start : start + 100]]
+        request: dict[str, Any] = {_table_name(): {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            response = client.batch_get_item(RequestItems=request)
+            for item in response["Responses"].get(_table_name(), []):
+                record = SourceRecord.from_item(item)
+                found[record.id] = record
+            request = response.get("UnprocessedKeys") or {}
+    return found
+
+
+def list_sources(
+    tenant: Tenant, *, source_type: str | None, limit: int, next_token: str | None
+) -> tuple[list[SourceRecord], str | None]:
+    """One page of the tenant's sources (a Query, never a Scan) and the token for the next."""
+    params: dict[str, Any] = {
+        "KeyConditionExpression": Key("pk").eq(tenant.pk) & Key("sk").begins_with("SOURCE#"),
+        "Limit": limit,
+    }
+    if source_type:
+        params["FilterExpression"] = Attr("type").eq(source_type)
+    if next_token:
+        params["ExclusiveStartKey"] = _decode_token(next_token, tenant)
+    response = aws.table().query(**params)
+    items = [SourceRecord.from_item(i) for i in response.get("Items", [])]
+    last = response.get("LastEvaluatedKey")
+    return items, _encode_token(last) if last else None
+
+
+def iter_all_sources(tenant: Tenant) -> Iterator[SourceRecord]:
+    """Every source of the tenant, page by page."""
+    token: str | None = None
+    while True:
+        page, token = list_sources(tenant, source_type=None, limit=200, next_token=token)
+        yield from page
+        if not token:
+            return
+
+
+def delete_sources(tenant: Tenant, sources: Iterable[SourceRecord]) -> None:
+    """Delete sources, their name items and their stream state, in batches of 25."""
+    keys: list[dict[str, str]] = []
+    table = aws.table()
+    for source in sources:
+        keys.append({"pk": tenant.pk, "sk": source_sk(source.id)})
+        keys.append({"pk": tenant.pk, "sk": name_sk(source.name)})
+        response = table.query(
+            KeyConditionExpression=Key("pk").eq(tenant.pk)
+            & Key("sk").begins_with(state_sk(source.id, "")),
+            ProjectionExpression="pk, sk",
+        )
+        keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in response.get("Items", []))
+    with table.batch_writer() as batch:
+        for key in keys:
+            batch.delete_item(Key=key)
+
+
+def _table_name() -> str:
+    return str(aws.table().name)
+
+
+def _encode_token(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _decode_token(token: str, tenant: Tenant) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError:
+        raise BadRequest("next_token is not valid") from None
+    # A token is only a position; one that names another tenant's partition is refused.
+    if not isinstance(key, dict) or key.get("pk") != tenant.pk or set(key) != {"pk", "sk"}:
+        raise BadRequest("next_token is not valid")
+    return key

@@ -1,0 +1,1 @@
+"""What the handlers call: one function per endpoint, plus the sync worker."""

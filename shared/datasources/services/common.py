@@ -1,0 +1,71 @@
+"""Small pieces the services share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from datasources.auth import Principal
+from datasources.connectors.base import Connector, ConnectorContext
+from datasources.connectors.registry import get_connector
+from datasources.dal.keys import Tenant
+from datasources.dal.sources import SourceRecord
+from datasources.models.common import Scope
+from datasources.models.connection import ConfigModel, merge_secrets
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def tenant_for(principal: Principal, workspace_id: str, scope: Scope) -> Tenant:
+    return Tenant(principal.organization, workspace_id, scope, principal.owner_for(scope))
+
+
+def connector_context() -> ConnectorContext:
+    from datasources import aws
+    from datasources.config import get_settings
+
+    return ConnectorContext(settings=get_settings(), s3_client_factory=aws.s3_client_factory)
+
+
+def open_config(config: ConfigModel, source_type: str) -> Connector:
+    """A connector for a config given in a request (test-connection)."""
+    return get_connector(source_type, config, connector_context())
+
+
+def open_source(source: SourceRecord) -> Connector:
+    """A connector for a stored source, its secrets fetched from Secrets Manager."""
+    from datasources.secrets_store import get_secrets
+
+    config = merge_secrets(source.type, source.connection_config, get_secrets(source.secret_arn))
+    return get_connector(source.type, config, connector_context())
+
+
+UPDATE_CURSOR_NAMES = (
+    "updated_at",
+    "modified_at",
+    "last_modified",
+    "last_modified_at",
+    "updated",
+    "modified",
+    "last_updated",
+    "updated_on",
+    "modified_on",
+    "changed_at",
+)
+
+
+def choose_cursor(candidates: list[str], requested: str | None) -> str | None:
+    """The stream's cursor: the one asked for, else an update timestamp, else the first."""
+    if requested:
+        return requested
+    lowered = {c.lower(): c for c in candidates}
+    for name in UPDATE_CURSOR_NAMES:
+        if name in lowered:
+            return lowered[name]
+    return candidates[0] if candidates else None

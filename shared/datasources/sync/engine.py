@@ -1,0 +1,437 @@
+"""The sync engine (DESIGN §5): plan units, work them in chunks, chain through SQS.
+
+A unit is one (source, stream) of a job. Working a unit means: read a batch from the
+connector, write it as one part at a deterministic key, then advance the unit's
+checkpoint with a conditional update. Time runs out → the unit's next position is
+already stored, and one SQS message continues it in the worker. Whoever finishes the
+last unit writes the job's final status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from datasources import aws
+from datasources.auth import Principal
+from datasources.config import get_settings
+from datasources.connectors.base import Column, Connector, StreamState, Table
+from datasources.dal import jobs as jobs_dal
+from datasources.dal import sources as sources_dal
+from datasources.dal.jobs import TERMINAL, JobRecord, StreamStateRecord, UnitRecord
+from datasources.dal.keys import Tenant
+from datasources.dal.sources import SourceRecord
+from datasources.errors import DataSourcesError, SourceNotFound, ValidationFailed
+from datasources.models.requests import SyncOptions, SyncRequest
+from datasources.services.common import choose_cursor, new_id, now_iso, open_source, tenant_for
+from datasources.sync.status import job_status
+
+RemainingMillis = Callable[[], int]
+
+
+@dataclass
+class UnitOutcome:
+    status: str  # "completed", "more", "stopped", "failed"
+    error: str | None = None
+
+
+@dataclass
+class _Connectors:
+    """Connectors opened during one invocation, one per source, closed at the end."""
+
+    sources: dict[str, SourceRecord]
+    opened: dict[str, Connector] = field(default_factory=dict)
+
+    def get(self, source_id: str) -> Connector:
+        if source_id not in self.opened:
+            self.opened[source_id] = open_source(self.sources[source_id])
+        return self.opened[source_id]
+
+    def close(self) -> None:
+        for connector in self.opened.values():
+            # Closing must never hide the real outcome of the sync.
+            with contextlib.suppress(Exception):
+                connector.close()
+        self.opened.clear()
+
+
+# ------------------------------------------------------------------ POST /sync
+
+
+def start_sync(
+    principal: Principal, workspace_id: str, request: SyncRequest, remaining_ms: RemainingMillis
+) -> dict[str, Any]:
+    """Create a job, work it inline while the time budget lasts, enqueue the rest."""
+    settings = get_settings()
+    principal.require_write(request.scope)
+    tenant = tenant_for(principal, workspace_id, request.scope)
+    options = request.sync_options
+    if request.source_ids:
+        found = sources_dal.get_sources(tenant, request.source_ids)
+        missing = [sid for sid in request.source_ids if sid not in found]
+        if missing:
+            raise SourceNotFound(
+                f"data source not found: {', '.join(missing)}", details={"not_found": missing}
+            )
+        sources = [found[sid] for sid in dict.fromkeys(request.source_ids)]
+    else:
+        sources = list(sources_dal.iter_all_sources(tenant))
+    if not sources:
+        return {"job_id": None, "status": "completed", "records_processed": 0, "sources": []}
+
+    connectors = _Connectors({s.id: s for s in sources})
+    deadline = time.monotonic() + min(
+        settings.sync_time_budget_seconds, max(0.0, remaining_ms() / 1000 - 5)
+    )
+    try:
+        job_id = new_id("job")
+        units = _plan_units(tenant, job_id, sources, options, connectors)
+        now = now_iso()
+        job = JobRecord(
+            job_id=job_id,
+            status="queued",
+            source_ids=[s.id for s in sources],
+            options=options.model_dump(),
+            created_at=now,
+            created_by=principal.sub,
+            unit_count=len(units),
+        )
+        expires_at = int(time.time()) + settings.job_ttl_days * 86400
+        jobs_dal.create_job(
+            tenant, job, lease_seconds=settings.job_lease_seconds, expires_at=expires_at
+        )
+        jobs_dal.put_units(tenant, units, expires_at=expires_at)
+        jobs_dal.mark_job_running(tenant, job_id, now)
+        job.status = "running"
+        for unit in units:
+            if time.monotonic() >= deadline:
+                _enqueue(tenant, unit)
+                continue
+            try:
+                outcome = _run_unit(tenant, job, unit, connectors.get(unit.source_id), deadline)
+            except Exception as exc:  # noqa: BLE001 - any failure ends this unit, reported on the job
+                _fail_unit(tenant, unit, _describe(exc))
+                continue
+            if outcome.status == "more":
+                _enqueue(tenant, unit)
+        _finish_job_if_done(tenant, job_id)
+    finally:
+        connectors.close()
+    return job_status(tenant, job_id)
+
+
+def _plan_units(
+    tenant: Tenant,
+    job_id: str,
+    sources: list[SourceRecord],
+    options: SyncOptions,
+    connectors: _Connectors,
+) -> list[UnitRecord]:
+    units: list[UnitRecord] = []
+    reset_all = options.reset_state is True
+    reset_streams = set(options.reset_state) if isinstance(options.reset_state, list) else set()
+    for source in sources:
+        tables = connectors.get(source.id).discover()
+        selected = _select_streams(tables, options.streams, source)
+        for table in selected:
+            previous = jobs_dal.get_stream_state(tenant, source.id, table.name)
+            if reset_all or table.name in reset_streams:
+                previous = None
+            cursor = choose_cursor(table.cursor_candidates, options.cursor_fields.get(table.name))
+            if cursor and cursor not in {c.name for c in table.columns}:
+                raise ValidationFailed(
+                    f"cursor field '{cursor}' is not a column of stream '{table.name}'"
+                )
+            notes: list[str] = []
+            mode = "incremental" if options.incremental and cursor else "full_refresh"
+            if options.incremental and not cursor:
+                notes.append("no cursor column found: this stream is synced as a full refresh")
+            start = None
+            if mode == "incremental" and previous and previous.cursor_field == cursor:
+                start = previous.cursor_state
+            unit_id = f"u{len(units):05d}"
+            units.append(
+                UnitRecord(
+                    unit_id=unit_id,
+                    job_id=job_id,
+                    source_id=source.id,
+                    stream=table.name,
+                    mode=mode,
+                    cursor_field=cursor if mode == "incremental" else None,
+                    cursor_start=start,
+                    columns=[c.model_dump() for c in table.columns],
+                    notes=notes,
+                    output_prefix=_prefix(tenant, source.id, table.name, job_id),
+                )
+            )
+    return units
+
+
+def _select_streams(
+    tables: list[Table], streams: list[str] | None, source: SourceRecord
+) -> list[Table]:
+    if not streams:
+        return tables
+    by_name = {t.name: t for t in tables}
+    unknown = [s for s in streams if s not in by_name]
+    if unknown and len(unknown) == len(streams):
+        raise ValidationFailed(
+            f"source {source.id} has no stream named {', '.join(unknown)}",
+            details={"unknown_streams": unknown},
+        )
+    return [by_name[s] for s in streams if s in by_name]
+
+
+def _prefix(tenant: Tenant, source_id: str, stream: str, job_id: str) -> str:
+    from datasources.sync.writer import job_prefix
+
+    return job_prefix(tenant, source_id, stream, job_id)
+
+
+# ------------------------------------------------------------------ working a unit
+
+
+def _run_unit(
+    tenant: Tenant, job: JobRecord, unit: UnitRecord, connector: Connector, deadline: float
+) -> UnitOutcome:
+    """Work `unit` from its checkpoint until it completes or `deadline` passes."""
+    from datasources.sync import writer
+
+    settings = get_settings()
+    if not jobs_dal.start_unit(tenant, unit, now_iso()):
+        return UnitOutcome("stopped")
+    batch_size = int(job.options.get("batch_size") or settings.default_batch_size)
+    fmt = str(job.options.get("format") or "parquet")
+    columns = [Column.model_validate(c) for c in unit.columns]
+    state = StreamState(
+        cursor_field=unit.cursor_field,
+        cursor_state=unit.cursor_start,
+        resume_token=unit.resume_token,
+    )
+    pending = unit.cursor_pending
+    written_columns: list[dict[str, str]] = []
+    s3 = aws.client("s3")
+    for batch in connector.read(unit.stream, state, batch_size):
+        if batch.num_rows == 0:
+            pending = batch.cursor_state or pending
+            continue
+        current = jobs_dal.get_job(tenant, job.job_id)
+        if current is None or current.status != "running":
+            jobs_dal.end_unit(tenant, unit, status="cancelled", error=None, finished_at=now_iso())
+            return UnitOutcome("stopped")
+        table = writer.to_arrow(batch.records, columns)
+        body = writer.encode(table, fmt)
+        s3.put_object(
+            Bucket=settings.bucket_name,
+            Key=writer.part_key(unit.output_prefix, unit.seq, fmt),
+            Body=body,
+        )
+        pending = batch.cursor_state or pending
+        written_columns = _merge_columns(written_columns, writer.arrow_columns(table))
+        if not jobs_dal.checkpoint(
+            tenant,
+            unit,
+            records=table.num_rows,
+            size=len(body),
+            resume_token=batch.resume_token,
+            cursor_pending=pending,
+            columns=unit.columns,
+            lease_seconds=settings.job_lease_seconds,
+        ):
+            # Another delivery moved this unit on, or the job was cancelled: stop here.
+            current = jobs_dal.get_job(tenant, job.job_id)
+            if current is not None and current.status == "cancelled":
+                jobs_dal.end_unit(
+                    tenant, unit, status="cancelled", error=None, finished_at=now_iso()
+                )
+            return UnitOutcome("stopped")
+        unit.seq += 1
+        unit.records += table.num_rows
+        unit.bytes += len(body)
+        unit.resume_token = batch.resume_token
+        unit.cursor_pending = pending
+        if time.monotonic() >= deadline:
+            return UnitOutcome("more")
+    _complete_unit(tenant, unit, pending, written_columns)
+    return UnitOutcome("completed")
+
+
+def _merge_columns(known: list[dict[str, str]], new: list[dict[str, str]]) -> list[dict[str, str]]:
+    names = {c["name"] for c in known}
+    return known + [c for c in new if c["name"] not in names]
+
+
+def _complete_unit(
+    tenant: Tenant,
+    unit: UnitRecord,
+    pending: dict[str, Any] | None,
+    written_columns: list[dict[str, str]],
+) -> None:
+    previous = jobs_dal.get_stream_state(tenant, unit.source_id, unit.stream)
+    columns = unit.columns
+    if unit.mode == "incremental":
+        state = StreamStateRecord(
+            cursor_field=unit.cursor_field,
+            cursor_state=pending or unit.cursor_start,
+            columns=columns,
+            last_job_id=unit.job_id,
+            last_snapshot_job_id=previous.last_snapshot_job_id if previous else None,
+        )
+    else:
+        # A full refresh is a complete snapshot; it leaves the incremental cursor as it was.
+        state = StreamStateRecord(
+            cursor_field=previous.cursor_field if previous else None,
+            cursor_state=previous.cursor_state if previous else None,
+            columns=columns,
+            last_job_id=unit.job_id,
+            last_snapshot_job_id=unit.job_id,
+        )
+    finished = now_iso()
+    if not jobs_dal.complete_unit(tenant, unit, finished_at=finished, state=state):
+        return
+    _write_manifest(tenant, unit, state, previous, pending, finished)
+
+
+def _write_manifest(
+    tenant: Tenant,
+    unit: UnitRecord,
+    state: StreamStateRecord,
+    previous: StreamStateRecord | None,
+    pending: dict[str, Any] | None,
+    finished: str,
+) -> None:
+    settings = get_settings()
+    s3 = aws.client("s3")
+    files: list[dict[str, Any]] = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(
+        Bucket=settings.bucket_name, Prefix=f"{unit.output_prefix}/part-"
+    ):
+        for obj in page.get("Contents", []):
+            files.append({"key": obj["Key"], "bytes": int(obj["Size"])})
+    before = {c["name"] for c in (previous.columns if previous else [])}
+    now_cols = {c["name"] for c in unit.columns}
+    manifest = {
+        "job_id": unit.job_id,
+        "source_id": unit.source_id,
+        "stream": unit.stream,
+        "mode": unit.mode,
+        "status": "completed",
+        "record_count": unit.records,
+        "bytes": unit.bytes,
+        "files": files,
+        "schema": unit.columns,
+        "schema_changes": {
+            "added": sorted(now_cols - before) if previous else [],
+            "removed": sorted(before - now_cols) if previous else [],
+        },
+        "cursor_field": unit.cursor_field,
+        "cursor_range": {"from": unit.cursor_start, "to": pending or unit.cursor_start},
+        "latest_complete_snapshot_job_id": state.last_snapshot_job_id,
+        "notes": unit.notes,
+        "completed_at": finished,
+    }
+    s3.put_object(
+        Bucket=settings.bucket_name,
+        Key=f"{unit.output_prefix}/_manifest.json",
+        Body=json.dumps(manifest, default=str, indent=2).encode(),
+        ContentType="application/json",
+    )
+
+
+def _fail_unit(tenant: Tenant, unit: UnitRecord, error: str) -> None:
+    jobs_dal.end_unit(tenant, unit, status="failed", error=error, finished_at=now_iso())
+
+
+def _finish_job_if_done(tenant: Tenant, job_id: str) -> None:
+    """If every unit has ended, give the job its final status (once) and free the sources."""
+    job = jobs_dal.get_job(tenant, job_id)
+    if job is None or job.status in TERMINAL:
+        return
+    units = jobs_dal.get_units(tenant, job_id)
+    if len(units) < job.unit_count or any(u.status not in TERMINAL for u in units):
+        return
+    failed = [u for u in units if u.status == "failed"]
+    cancelled = [u for u in units if u.status == "cancelled"]
+    status = "failed" if failed else "cancelled" if cancelled else "completed"
+    error = None
+    if failed:
+        error = f"{len(failed)} of {len(units)} streams failed; first: {failed[0].stream}: {failed[0].error}"
+    finished = now_iso()
+    if jobs_dal.finish_job(tenant, job, status=status, finished_at=finished, error=error):
+        for source_id in job.source_ids:
+            mine = [u for u in units if u.source_id == source_id]
+            jobs_dal.record_last_sync(
+                tenant,
+                source_id,
+                {
+                    "job_id": job_id,
+                    "status": status,
+                    "finished_at": finished,
+                    "records": sum(u.records for u in mine),
+                },
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, DataSourcesError):
+        return exc.message
+    # Unknown exceptions may quote a DSN or a URL: report only their kind.
+    return f"unexpected error while syncing ({type(exc).__name__})"
+
+
+# ------------------------------------------------------------------ SQS chaining
+
+
+def _enqueue(tenant: Tenant, unit: UnitRecord) -> None:
+    settings = get_settings()
+    body = {"job_id": unit.job_id, "pk": tenant.pk, "unit_id": unit.unit_id, "seq": unit.seq}
+    aws.client("sqs").send_message(QueueUrl=settings.queue_url, MessageBody=json.dumps(body))
+    # Sent first, recorded second: a crash in between leaves the old message current,
+    # so the unit is still carried on (see handle_message's staleness rule).
+    jobs_dal.set_continuation(tenant, unit, unit.seq)
+
+
+def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis) -> None:
+    """Continue one unit from an SQS message. Raises to have the message retried."""
+    settings = get_settings()
+    message = json.loads(body)
+    tenant = Tenant.from_pk(message["pk"])
+    job = jobs_dal.get_job(tenant, message["job_id"])
+    if job is None or job.status in TERMINAL:
+        return
+    unit = jobs_dal.get_unit(tenant, job.job_id, message["unit_id"])
+    if unit is None:
+        return
+    if unit.status in TERMINAL:
+        _finish_job_if_done(tenant, job.job_id)
+        return
+    if int(message.get("seq", 0)) < unit.continuation_seq:
+        return  # a newer continuation of this unit is in the queue: this one is stale
+    source = sources_dal.get_source(tenant, unit.source_id)
+    if source is None:
+        jobs_dal.end_unit(tenant, unit, status="cancelled", error=None, finished_at=now_iso())
+        _finish_job_if_done(tenant, job.job_id)
+        return
+    deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - settings.worker_reserve_seconds)
+    connectors = _Connectors({source.id: source})
+    try:
+        outcome = _run_unit(tenant, job, unit, connectors.get(source.id), deadline)
+    except Exception as exc:
+        error = _describe(exc)
+        if receive_count >= settings.max_receives:
+            _fail_unit(tenant, unit, f"{error} (gave up after {receive_count} attempts)")
+            _finish_job_if_done(tenant, job.job_id)
+        else:
+            jobs_dal.record_attempt_error(tenant, unit, error)
+        raise
+    finally:
+        connectors.close()
+    if outcome.status == "more":
+        _enqueue(tenant, unit)
+    else:
+        _finish_job_if_done(tenant, job.job_id)

@@ -1,0 +1,41 @@
+"""The SQS side of the engine: one record → continue one unit, with retry backoff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasources import aws
+from datasources.config import get_settings
+from datasources.observability import logger
+from datasources.sync.engine import handle_message
+
+
+def continue_unit(record: Any, context: Any) -> None:
+    """Process one SQS record (a Powertools SQSRecord). Raising marks it a batch failure."""
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+
+    def remaining_ms() -> int:
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            return int(context.get_remaining_time_in_millis())
+        return 60_000
+
+    try:
+        handle_message(record.body, receive_count, remaining_ms)
+    except Exception:
+        logger.warning("sync unit attempt failed", extra={"receive_count": receive_count})
+        _backoff(record, receive_count)
+        raise
+
+
+def _backoff(record: Any, receive_count: int) -> None:
+    # The queue's visibility timeout is 6x the worker's timeout (for crashed workers);
+    # a handled failure is retried sooner, with exponential backoff.
+    settings = get_settings()
+    delay = min(900, 30 * 2 ** (receive_count - 1))
+    queue_url = settings.queue_url
+    try:
+        aws.client("sqs").change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay
+        )
+    except Exception:  # noqa: BLE001 - the retry still happens at the queue's own timeout
+        logger.warning("could not shorten the retry delay")
