@@ -77,6 +77,9 @@ def refusal_reason(address: IPAddress) -> str | None:
         return "reserved"
     if address.is_private:
         return "private"
+    if not address.is_global:
+        # Shared address space (100.64.0.0/10), documentation ranges and the like.
+        return "non-public"
     return None
 
 

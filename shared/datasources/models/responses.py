@@ -1,0 +1,106 @@
+"""Response shapes, for the OpenAPI document (the services build plain dicts of this shape)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from datasources.connectors.base import Column
+
+
+class SourceView(BaseModel):
+    id: str
+    name: str
+    type: Literal["database", "api", "file"]
+    scope: Literal["user", "organization"]
+    connection_config: dict[str, Any] = Field(
+        description='The config as saved; every secret field reads "********".'
+    )
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+    created_by: str
+    last_sync: dict[str, Any] | None
+
+
+class ConnectData(BaseModel):
+    connected_sources: list[SourceView]
+
+
+class StreamProgress(BaseModel):
+    stream: str
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    mode: Literal["incremental", "full_refresh"]
+    cursor_field: str | None
+    records: int
+    parts: int
+    bytes: int
+    cursor_range: dict[str, Any]
+    output: str
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    notes: list[str]
+    error: str | None
+
+
+class SourceProgress(BaseModel):
+    source_id: str
+    status: str
+    records_processed: int
+    streams: list[StreamProgress]
+
+
+class SyncJobView(BaseModel):
+    job_id: str | None
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    records_processed: int
+    sources: list[SourceProgress]
+    options: dict[str, Any] | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    status_url: str | None = None
+
+
+class CleanupData(BaseModel):
+    deleted_count: int
+    deleted_source_ids: list[str]
+    not_found: list[str]
+    cancelled_job_ids: list[str]
+
+
+class TestConnectionData(BaseModel):
+    reachable: bool
+    latency_ms: float
+    details: dict[str, Any]
+
+
+class TableView(BaseModel):
+    name: str
+    columns: list[Column]
+    primary_key: list[str]
+    cursor_candidates: list[str]
+    cursor_field: str | None
+    row_count_estimate: int | None
+    kind: str
+
+
+class SchemaData(BaseModel):
+    source_id: str
+    tables: list[TableView]
+
+
+class ErrorData(BaseModel):
+    code: str
+    errors: list[dict[str, Any]] | None = None
+    stage: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    status: Literal["error"]
+    message: str
+    data: ErrorData | None
+    request_id: str | None = None
