@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements-dev.txt shared/requirements.txt layers/connector_deps/requirements.txt
 
-.PHONY: dev test lint typecheck venv databases
+.PHONY: dev test lint typecheck venv databases build cfn-lint
 
 $(VENV)/.installed: $(REQS)
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(VENV)/.installed: $(REQS)
 
 venv: $(VENV)/.installed
 
-test: venv
+# PostgreSQL 15 and MariaDB on loopback (installed from Debian packages when missing).
+databases:
+	scripts/databases.sh start
+
+test: venv databases
 	$(PY) -m pytest
 
 lint: venv
@@ -25,3 +29,50 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+
+# The local stack: template.yaml's routes, queue worker and emulated AWS (moto) on
+# 127.0.0.1, PORT (3000) and LOCAL_AWS_PORT (4566). See local/stack.py.
+dev: venv
+	$(PY) -m local.stack
+
+cfn-lint: venv
+	$(VENV)/bin/cfn-lint template.yaml
+
+# SAM CLI has its own virtualenv: its pinned dependencies clash with the project's.
+SAM_VENV := .venv-sam
+SAM_CLI_VERSION := 1.170.0
+# sam build resolves the layers with the functions' runtime (python3.13), which must be
+# on PATH: pyenv's 3.13 if there is one, else a python3.13 on PATH.
+PYENV_ROOT_DIR := $(or $(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
+PY313_BIN ?= $(firstword $(wildcard $(PYENV_ROOT_DIR)/versions/3.13.*/bin) $(dir $(shell command -v python3.13 2>/dev/null)))
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+# arm64 build on any host, no Docker: SAM's pip workflow downloads manylinux aarch64
+# wheels. check_build.py then enforces Lambda's 250 MB limit and aarch64-only binaries.
+build: venv $(SAM_VENV)/.installed
+	@test -n "$(PY313_BIN)" || { echo "sam build needs Python 3.13 (pyenv install 3.13)" >&2; exit 1; }
+	PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+	$(PY) scripts/check_build.py .aws-sam/build
+
+# `make bench`: cold start, warm latency, sync throughput (beside the COPY floor and dlt)
+# and memory; prints one table and writes bench/results.json. dlt runs in its own venv
+# so its dependencies cannot disturb the product's pins.
+BENCH_VENV := .venv-bench
+
+.PHONY: bench
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	printf '*\n' > $(BENCH_VENV)/.gitignore
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: venv $(BENCH_VENV)/.installed
+	scripts/databases.sh start >/dev/null
+	$(PY) -m bench.run

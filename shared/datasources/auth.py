@@ -89,7 +89,6 @@ def _decode(token: str, settings: Settings) -> dict[str, Any]:
             raise Unauthorized("token signing key is unknown") from None
     else:
         raise Unauthorized("token algorithm is not accepted")
-    options: dict[str, Any] = {"require": ["exp", "sub"]}
     try:
         return jwt.decode(
             token,
@@ -97,7 +96,7 @@ def _decode(token: str, settings: Settings) -> dict[str, Any]:
             algorithms=[algorithm],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
-            options=options,
+            options={"require": ["exp", "sub"]},
             leeway=30,
         )
     except jwt.ExpiredSignatureError:

@@ -15,7 +15,7 @@ def client(service: str) -> Any:
     from botocore.config import Config
 
     settings = get_settings()
-    return boto3.client(
+    return boto3.client(  # type: ignore[call-overload]  # the service name is a plain str
         service,
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,

@@ -1,0 +1,657 @@
+"""The `database` connector: PostgreSQL (psycopg 3), MySQL and MariaDB (PyMySQL).
+
+`open_database_connector` is the registry's factory; it picks the engine module, which
+imports its driver lazily. This module holds what the engines share and contains no
+driver import: the read plan (keyset resumption on `(cursor, primary key)` with an upper
+bound fixed at the start of a run), the Arrow schema derived from discovered columns,
+cursor-candidate heuristics, include/exclude filters, TLS defaults and the sanitising of
+driver messages. The type tables and caveats are in docs/database-types.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import fnmatch
+import ipaddress
+import json
+import re
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from datasources.connectors.base import (
+    Batch,
+    CheckResult,
+    Column,
+    Connector,
+    ConnectorContext,
+    StreamState,
+    Table,
+)
+from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
+from datasources.models.connection import DatabaseConfig, reveal
+from datasources.netguard import ResolvedHost, resolve_host
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+TOKEN_VERSION = 1
+
+# Column names that say "this row's last change", in order of preference: an update
+# timestamp catches updated rows too, an insertion key only new ones (DESIGN §5).
+UPDATE_CURSOR_NAMES = (
+    "updated_at",
+    "modified_at",
+    "last_modified",
+    "last_modified_at",
+    "updated",
+    "modified",
+    "last_updated",
+    "last_update",
+    "updated_on",
+    "modified_on",
+    "update_time",
+    "updatetime",
+    "date_modified",
+    "modified_date",
+    "updated_date",
+    "changed_at",
+    "lastmodified",
+    "updatedat",
+    "modifiedat",
+)
+INSERT_CURSOR_NAMES = (
+    "created_at",
+    "inserted_at",
+    "created",
+    "created_on",
+    "creation_time",
+    "create_time",
+    "date_created",
+    "createdat",
+    "inserted",
+)
+_CURSOR_TYPES = {"timestamp", "timestamp_tz", "integer", "date"}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def effective_ssl_mode(config: DatabaseConfig, resolved: ResolvedHost) -> str:
+    """The TLS mode to use: the configured one, else `require` unless the host is loopback.
+
+    A database across a network must not be read in clear text by default; a loopback
+    server (local mode) usually has no certificate, so it gets `prefer`.
+    """
+    if config.ssl_mode is not None:
+        return config.ssl_mode
+    try:
+        address = ipaddress.ip_address(resolved.address)
+    except ValueError:
+        return "require"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return "prefer" if address.is_loopback else "require"
+
+
+_URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+_KV_SECRET_RE = re.compile(
+    r"\b(password|passwd|pwd|secret|token|api[_-]?key)\s*[=:]\s*('[^']*'|\"[^\"]*\"|\S+)",
+    re.IGNORECASE,
+)
+
+
+def sanitize_message(text: str, secrets: Sequence[str | None] = ()) -> str:
+    """A driver message made safe to show: no DSN/URL, no `password=...`, no known secret."""
+    cleaned = _URL_RE.sub("<url>", text)
+    cleaned = _KV_SECRET_RE.sub(lambda m: f"{m.group(1)}=<hidden>", cleaned)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            cleaned = cleaned.replace(secret, "<hidden>")
+    # Drivers add hints over several lines ("Is the server running ..."): keep it short.
+    lines = [line.strip() for line in cleaned.strip().splitlines() if line.strip()]
+    return " ".join(lines)[:500]
+
+
+def name_matches(patterns: Sequence[str], stream: str, table: str) -> bool:
+    """True when a pattern names the stream (`schema.table`) or the bare table; `*` globs."""
+    for pattern in patterns:
+        if pattern in (stream, table):
+            return True
+        if any(ch in pattern for ch in "*?[") and (
+            fnmatch.fnmatchcase(stream, pattern) or fnmatch.fnmatchcase(table, pattern)
+        ):
+            return True
+    return False
+
+
+def is_selected(config: DatabaseConfig, stream: str, table: str) -> bool:
+    """Whether the config's `tables` / `exclude_tables` lists keep this table."""
+    if config.tables and not name_matches(config.tables, stream, table):
+        return False
+    return not (config.exclude_tables and name_matches(config.exclude_tables, stream, table))
+
+
+def cursor_candidates(columns: Sequence[Column], primary_key: Sequence[str]) -> list[str]:
+    """Columns that look monotonic, best first: update timestamps, integer key, creation time."""
+    by_lower = {c.name.lower(): c for c in columns}
+    chosen: list[str] = []
+
+    def add(column: Column | None, types: set[str]) -> None:
+        if column is not None and column.type in types and column.name not in chosen:
+            chosen.append(column.name)
+
+    for name in UPDATE_CURSOR_NAMES:
+        add(by_lower.get(name), {"timestamp", "timestamp_tz", "date", "integer"})
+    if len(primary_key) == 1:
+        add(next((c for c in columns if c.name == primary_key[0]), None), {"integer"})
+    add(by_lower.get("id"), {"integer"})
+    for name in INSERT_CURSOR_NAMES:
+        add(by_lower.get(name), {"timestamp", "timestamp_tz", "date", "integer"})
+    return chosen
+
+
+_PRECISION_RE = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+
+
+def decimal_precision(native_type: str) -> tuple[int, int] | None:
+    """(precision, scale) written in a native type such as `numeric(12,4)`, else None."""
+    match = _PRECISION_RE.search(native_type)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def decimal_fits_arrow(column: Column) -> bool:
+    """Whether a decimal column has a declared precision Arrow's decimal128 can hold."""
+    ps = decimal_precision(column.native_type)
+    return ps is not None and 0 < ps[0] <= 38 and 0 <= ps[1] <= ps[0]
+
+
+def arrow_type(column: Column) -> pa.DataType:
+    """The Arrow type a column's values are written with (docs/database-types.md)."""
+    import pyarrow as pa
+
+    kind = column.type
+    if kind == "integer":
+        return pa.int64()
+    if kind == "number":
+        return pa.float64()
+    if kind == "decimal":
+        if decimal_fits_arrow(column):
+            ps = decimal_precision(column.native_type)
+            assert ps is not None
+            return pa.decimal128(ps[0], ps[1])
+        if column.native_type.lower().startswith("bigint"):
+            return pa.decimal128(20, 0)  # MySQL BIGINT UNSIGNED (no width since 8.0)
+        return pa.string()
+    if kind == "boolean":
+        return pa.bool_()
+    if kind == "date":
+        return pa.date32()
+    if kind == "time":
+        return pa.time64("us")
+    if kind == "timestamp":
+        return pa.timestamp("us")
+    if kind == "timestamp_tz":
+        return pa.timestamp("us", tz="UTC")
+    if kind == "binary":
+        return pa.binary()
+    # string, json (JSON text) and array (JSON text of the array).
+    return pa.string()
+
+
+def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
+    """The explicit Arrow schema of a stream, so every batch has the same types."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(c.name, arrow_type(c), nullable=True) for c in columns])
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return str(value)
+
+
+def json_text(value: Any) -> str | None:
+    """JSON text for a value a driver decoded (dict/list/...), unchanged if already text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def _coerce(kind: str, arrow_t: pa.DataType, value: Any) -> Any:
+    """Best effort for values the fast path refused; anything unrepresentable becomes null."""
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if kind == "decimal":
+        if isinstance(value, decimal.Decimal) and not value.is_finite():
+            return None if pa.types.is_decimal(arrow_t) else str(value)  # NaN / Infinity
+        if pa.types.is_decimal(arrow_t):
+            return value
+        # Plain notation (str() of a Decimal may use E-notation for small values).
+        return format(value, "f") if isinstance(value, decimal.Decimal) else str(value)
+    if kind in ("string", "array"):
+        return value if isinstance(value, str) else str(value)
+    if kind == "json":
+        return json_text(value)
+    if kind in ("date", "timestamp", "timestamp_tz", "time"):
+        if isinstance(value, dt.timedelta) and kind == "time":
+            if dt.timedelta(0) <= value < dt.timedelta(days=1):
+                return (dt.datetime.min + value).time()
+            return None
+        return value if isinstance(value, dt.date | dt.time) else None
+    if kind == "boolean":
+        if isinstance(value, bytes):
+            return int.from_bytes(value, "big") != 0
+        return bool(value)
+    if kind == "integer":
+        return int(value)
+    if kind == "number":
+        return float(value)
+    if kind == "binary":
+        return bytes(value) if not isinstance(value, str) else value.encode("utf-8")
+    return value
+
+
+def rows_to_arrow(
+    schema: pa.Schema, columns: Sequence[Column], rows: Sequence[Sequence[Any]]
+) -> tuple[pa.Table, list[str]]:
+    """Build a typed Arrow table from row tuples; returns it and notes on coerced values."""
+    import pyarrow as pa
+
+    notes: list[str] = []
+    if rows:
+        values_by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    else:
+        values_by_column = [() for _ in columns]
+    arrays = []
+    for column, values, arrow_field in zip(columns, values_by_column, schema, strict=True):
+        try:
+            arrays.append(pa.array(values, type=arrow_field.type, from_pandas=False))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            # Slow path only for the odd value (NaN numeric, zero date, out-of-range TIME).
+            coerced = [_coerce(column.type, arrow_field.type, v) for v in values]
+            lost = sum(
+                1 for a, b in zip(values, coerced, strict=True) if a is not None and b is None
+            )
+            if lost:
+                notes.append(
+                    f"column '{column.name}': {lost} value(s) not representable as "
+                    f"{arrow_field.type} were written as null"
+                )
+            try:
+                arrays.append(pa.array(coerced, type=arrow_field.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+                raise SourceReadError(
+                    f"column '{column.name}' ({column.native_type}) has a value that cannot be "
+                    f"converted to {arrow_field.type}: {str(exc)[:200]}"
+                ) from None
+    return pa.Table.from_arrays(arrays, schema=schema), notes
+
+
+def to_jsonable(value: Any, column: Column) -> Any:
+    """A cursor or key value as JSON (ISO-8601 datetimes, decimals as strings)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if column.type == "timestamp_tz" and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)  # MySQL TIMESTAMP read in a UTC session
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def from_jsonable(value: Any, column: Column) -> Any:
+    """The inverse of `to_jsonable`, typed by the column, for use as a query parameter."""
+    if value is None:
+        return None
+    try:
+        kind = column.type
+        if kind in ("timestamp", "timestamp_tz"):
+            parsed = dt.datetime.fromisoformat(str(value))
+            if kind == "timestamp_tz" and parsed.tzinfo is not None:
+                parsed = parsed.astimezone(dt.UTC)
+            return parsed
+        if kind == "date":
+            return dt.date.fromisoformat(str(value))
+        if kind == "time":
+            return dt.time.fromisoformat(str(value))
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+        if kind == "decimal":
+            return decimal.Decimal(str(value))
+        if kind == "binary":
+            return bytes.fromhex(str(value))
+        if kind == "boolean":
+            return bool(value)
+    except (ValueError, TypeError, decimal.InvalidOperation):
+        raise SourceReadError(
+            f"saved position value for column '{column.name}' is not a valid {column.type}; "
+            "reset the stream's state and sync again"
+        ) from None
+    return value
+
+
+# ---------------------------------------------------------------- read plan
+
+
+@dataclass
+class StreamMeta:
+    """What `read` needs about one stream, looked up fresh at the start of each read."""
+
+    table: Table
+    schema_name: str
+    table_name: str
+    # One SQL select expression per column (engine-specific casts), same order as columns.
+    select_exprs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReadPlan:
+    """The query shape of one read call: what to order by and where to start and stop.
+
+    mode "keyset": ORDER BY key (cursor, pk... or pk...); WHERE key > after AND cursor <= upper.
+    mode "offset": tables without a primary key; ORDER BY cursor (incremental) or none,
+    resumed by row offset (no exactly-once guarantee if the table changes mid-run).
+    """
+
+    mode: str
+    cursor: Column | None
+    key: list[Column]
+    upper: Any = None  # typed value (parameter), fixed at the start of the run
+    upper_json: Any = None
+    lower: dict[str, Any] | None = None  # committed {"value", "pk"} from the previous run
+    after: list[Any] | None = None  # typed key values to start strictly after
+    offset: int = 0
+
+    @property
+    def key_names(self) -> list[str]:
+        return [c.name for c in self.key]
+
+    def lower_cursor_value(self) -> Any:
+        if self.lower is None or self.cursor is None:
+            return None
+        return from_jsonable(self.lower.get("value"), self.cursor)
+
+
+class SqlConnector(ABC):
+    """Shared check/discover/read skeleton; engines supply the SQL and the driver calls."""
+
+    engine: str = ""
+    # The driver's exception types: converted to SourceReadError while reading.
+    driver_errors: tuple[type[Exception], ...] = (OSError,)
+
+    def __init__(self, config: DatabaseConfig, context: ConnectorContext) -> None:
+        self.config = config
+        self.context = context
+        self._resolved: ResolvedHost | None = None
+
+    # ---- engine hooks
+
+    @abstractmethod
+    def _check(self) -> dict[str, Any]:
+        """Connect (fresh), run a trivial query, return details for CheckResult."""
+
+    @abstractmethod
+    def _discover(self) -> list[Table]: ...
+
+    @abstractmethod
+    def _lookup(self, stream: str) -> StreamMeta | None:
+        """The stream's current columns and primary key, or None when it does not exist."""
+
+    @abstractmethod
+    def _max_cursor(self, meta: StreamMeta, cursor: Column) -> Any:
+        """SELECT max(cursor): the run's upper bound (a typed value or None)."""
+
+    @abstractmethod
+    def _stream_rows(
+        self, meta: StreamMeta, plan: ReadPlan, batch_size: int
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        """Rows in plan order, after the plan's position, in lists of at most batch_size."""
+
+    @abstractmethod
+    def _read_error(self, exc: Exception, stream: str) -> Exception:
+        """A driver error raised while reading, as SourceReadError/ConnectionFailed."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # ---- shared
+
+    def resolve(self) -> ResolvedHost:
+        """Resolve the host once through the SSRF guard; connections use the address."""
+        if self._resolved is None:
+            settings = self.context.settings
+            self._resolved = resolve_host(
+                self.config.host,
+                self.config.port,
+                local_mode=settings.local_mode,
+                allowed_cidrs=settings.allowed_cidrs,
+            )
+        return self._resolved
+
+    @property
+    def password(self) -> str:
+        return reveal(self.config.password) or ""
+
+    def sanitize(self, text: str) -> str:
+        return sanitize_message(text, [self.password])
+
+    def check(self) -> CheckResult:
+        """Connect, authenticate and run a trivial query; ConnectionFailed(stage=...) if not."""
+        started = time.perf_counter()
+        details = self._check()
+        latency = (time.perf_counter() - started) * 1000.0
+        return CheckResult(
+            reachable=True, latency_ms=round(latency, 1), details={"engine": self.engine, **details}
+        )
+
+    def discover(self) -> list[Table]:
+        """Tables and views of the selected schemas, filtered by the include/exclude lists."""
+        return self._discover()
+
+    def read(self, stream: str, state: StreamState, batch_size: int) -> Iterator[Batch]:
+        """Stream a table's rows in batches with resume tokens (see connectors/base.py)."""
+        if batch_size < 1:
+            raise ValidationFailed("batch_size must be at least 1")
+        meta = self._guarded(stream, lambda: self._lookup(stream))
+        if meta is None:
+            raise SourceReadError(
+                f"stream '{stream}' was not found in the {self.engine} database: the table may "
+                "have been dropped or renamed, or it is excluded by the source's table lists; "
+                "run schema discovery again"
+            )
+        plan = self._plan(meta, state)
+        return self._batches(meta, plan, state, batch_size, stream)
+
+    def _guarded(self, stream: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except (ConnectionFailed, SourceReadError, ValidationFailed):
+            raise
+        except self.driver_errors as exc:
+            raise self._read_error(exc, stream) from None
+
+    def _plan(self, meta: StreamMeta, state: StreamState) -> ReadPlan:
+        columns = {c.name: c for c in meta.table.columns}
+        cursor: Column | None = None
+        if state.cursor_field:
+            cursor = columns.get(state.cursor_field)
+            if cursor is None:
+                raise SourceReadError(
+                    f"cursor column '{state.cursor_field}' does not exist in stream "
+                    f"'{meta.table.name}' any more; choose another cursor or reset the stream"
+                )
+        pk = [columns[name] for name in meta.table.primary_key if name in columns]
+        # Incremental order is (cursor, pk...): ties on the cursor are broken by the key.
+        key = [cursor, *[c for c in pk if c.name != cursor.name]] if cursor is not None else pk
+        mode = "keyset" if pk else "offset"
+        plan = ReadPlan(mode=mode, cursor=cursor, key=key)
+        token = state.resume_token
+        if token is None:
+            plan.lower = state.cursor_state if cursor is not None else None
+            if plan.lower is not None and mode == "keyset":
+                plan.after = self._after_from_state(plan, plan.lower)
+            if cursor is not None:
+                plan.upper = self._guarded(meta.table.name, lambda: self._max_cursor(meta, cursor))
+                plan.upper_json = to_jsonable(plan.upper, cursor)
+            return plan
+        # A continuation: everything that defines the run comes from the token.
+        if token.get("v") != TOKEN_VERSION or token.get("mode") != mode:
+            raise SourceReadError(
+                f"the saved position of stream '{meta.table.name}' does not match the table any "
+                "more (its primary key changed?); reset the stream's state and sync again"
+            )
+        if token.get("cursor") != (cursor.name if cursor else None) or token.get("key") != [
+            c.name for c in key
+        ]:
+            raise SourceReadError(
+                f"the saved position of stream '{meta.table.name}' was made with another cursor "
+                "or primary key; reset the stream's state and sync again"
+            )
+        plan.lower = token.get("lower")
+        plan.upper_json = token.get("upper")
+        if cursor is not None:
+            plan.upper = from_jsonable(plan.upper_json, cursor)
+        last = token.get("last")
+        if mode == "keyset":
+            if last is not None:
+                plan.after = [from_jsonable(v, c) for v, c in zip(last, key, strict=True)]
+            elif plan.lower is not None:
+                plan.after = self._after_from_state(plan, plan.lower)
+        plan.offset = int(token.get("offset") or 0)
+        return plan
+
+    @staticmethod
+    def _after_from_state(plan: ReadPlan, committed: dict[str, Any]) -> list[Any] | None:
+        assert plan.cursor is not None
+        pk_values = committed.get("pk") or []
+        value = from_jsonable(committed.get("value"), plan.cursor)
+        if value is None:
+            return None
+        if len(pk_values) == len(plan.key) - 1:
+            return [
+                value,
+                *(from_jsonable(v, c) for v, c in zip(pk_values, plan.key[1:], strict=True)),
+            ]
+        # The key changed since that state was saved: start after the cursor value alone.
+        return [value]
+
+    def _token(self, plan: ReadPlan, last: list[Any] | None) -> dict[str, Any]:
+        return {
+            "v": TOKEN_VERSION,
+            "mode": plan.mode,
+            "cursor": plan.cursor.name if plan.cursor else None,
+            "key": plan.key_names,
+            "upper": plan.upper_json,
+            "lower": plan.lower,
+            "last": last,
+            "offset": plan.offset,
+        }
+
+    def _batches(
+        self, meta: StreamMeta, plan: ReadPlan, state: StreamState, batch_size: int, stream: str
+    ) -> Iterator[Batch]:
+        columns = meta.table.columns
+        schema = arrow_schema(columns)
+        index = {c.name: i for i, c in enumerate(columns)}
+        key_idx = [index[c.name] for c in plan.key]
+        cursor_state = state.cursor_state if plan.cursor is not None else None
+        last_json: list[Any] | None = None
+        if state.resume_token is not None:
+            last_json = state.resume_token.get("last")
+        produced = 0
+        nothing_to_read = plan.cursor is not None and plan.upper is None
+        if not nothing_to_read:
+            rows_iter = self._stream_rows(meta, plan, batch_size)
+            try:
+                while True:
+                    try:
+                        rows = next(rows_iter, None)
+                    except (ConnectionFailed, SourceReadError, ValidationFailed):
+                        raise
+                    except self.driver_errors as exc:
+                        raise self._read_error(exc, stream) from None
+                    if not rows:
+                        break
+                    records, notes = rows_to_arrow(schema, columns, rows)
+                    last_row = rows[-1]
+                    plan.offset += len(rows)
+                    if key_idx:
+                        last_json = [
+                            to_jsonable(last_row[i], c)
+                            for i, c in zip(key_idx, plan.key, strict=True)
+                        ]
+                    if plan.cursor is not None:
+                        cursor_state = {
+                            "value": to_jsonable(last_row[index[plan.cursor.name]], plan.cursor),
+                            "pk": (last_json or [])[1:] if plan.mode == "keyset" else [],
+                        }
+                    produced += len(rows)
+                    yield Batch(
+                        records=records,
+                        resume_token=self._token(plan, last_json),
+                        cursor_state=cursor_state,
+                        notes=notes,
+                    )
+            finally:
+                # Closing the row generator now (not at garbage collection) ends the
+                # server-side cursor / unbuffered result when the caller stops early.
+                try:
+                    rows_iter.close()
+                except self.driver_errors:
+                    self.close()
+        if produced == 0:
+            # One empty batch so the engine learns the schema and that the stream is done.
+            records, _ = rows_to_arrow(schema, columns, [])
+            yield Batch(
+                records=records,
+                resume_token=self._token(plan, last_json),
+                cursor_state=cursor_state,
+                notes=["no rows to read"]
+                if plan.cursor is None
+                else ["no new rows since last sync"],
+            )
+
+
+def open_database_connector(config: DatabaseConfig, context: ConnectorContext) -> Connector:
+    """The registry factory: the connector for the config's engine (driver imported lazily)."""
+    if config.engine == "postgresql":
+        from datasources.connectors.postgres import PostgresConnector
+
+        return PostgresConnector(config, context)
+    if config.engine in ("mysql", "mariadb"):
+        from datasources.connectors.mysql import MySqlConnector
+
+        return MySqlConnector(config, context)
+    raise ValidationFailed(f"unknown database engine '{config.engine}'")

@@ -1,0 +1,520 @@
+"""MySQL and MariaDB engine of the `database` connector (PyMySQL, imported here only).
+
+Streams are named by the bare table name: a MySQL connection is scoped to one database
+(`database` in the config), which is also its "schema". Reads with a primary key run
+one keyset query per batch (`ORDER BY key LIMIT batch_size`) through an unbuffered
+SSCursor, so each statement stays short enough for the statement timeout and the
+server never waits on a slow consumer mid-result; tables without a key stream through
+a single unbuffered query resumed by offset.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Generator
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
+from datasources.connectors.database import (
+    ReadPlan,
+    SqlConnector,
+    StreamMeta,
+    cursor_candidates,
+    effective_ssl_mode,
+    is_selected,
+)
+from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
+from datasources.models.connection import DatabaseConfig
+
+_MY_TYPES: dict[str, NormalizedType] = {
+    "tinyint": "integer",
+    "smallint": "integer",
+    "mediumint": "integer",
+    "int": "integer",
+    "integer": "integer",
+    "bigint": "integer",
+    "year": "integer",
+    "float": "number",
+    "double": "number",
+    "real": "number",
+    "decimal": "decimal",
+    "numeric": "decimal",
+    "date": "date",
+    "time": "time",
+    "datetime": "timestamp",
+    "timestamp": "timestamp_tz",
+    "json": "json",
+    "binary": "binary",
+    "varbinary": "binary",
+    "tinyblob": "binary",
+    "blob": "binary",
+    "mediumblob": "binary",
+    "longblob": "binary",
+    "bit": "binary",
+    "geometry": "binary",
+    "point": "binary",
+    "linestring": "binary",
+    "polygon": "binary",
+    "multipoint": "binary",
+    "multilinestring": "binary",
+    "multipolygon": "binary",
+    "geometrycollection": "binary",
+}
+_TABLE_TYPES = {"BASE TABLE": "table", "VIEW": "view", "SYSTEM VERSIONED": "table"}
+_JSON_CHECK_RE = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.IGNORECASE)
+# Error codes (server and client) -> check stage.
+_AUTH_CODES = {1045, 1130, 1698, 1251}
+_PERMISSION_CODES = {1044, 1142, 1143, 1227, 1129, 1370}
+_TIMEOUT_CODES = {1969, 3024}  # MariaDB max_statement_time, MySQL max_execution_time
+_LOST_CODES = {2006, 2013, 2055, 1053, 1927, 1317, 0}
+
+
+def normalize_mysql_type(data_type: str, column_type: str) -> NormalizedType:
+    """The normalized type of a MySQL/MariaDB column from DATA_TYPE and COLUMN_TYPE."""
+    data_type = data_type.lower()
+    column_type = column_type.lower()
+    # BOOLEAN is an alias of TINYINT(1); BIT(1) is the other common flag type.
+    if column_type.startswith("tinyint(1)") or column_type == "bit(1)":
+        return "boolean"
+    if data_type == "bigint" and "unsigned" in column_type:
+        return "decimal"  # up to 2^64-1 does not fit int64; written as decimal(20,0)
+    return _MY_TYPES.get(data_type, "string")
+
+
+def quote_ident(name: str) -> str:
+    """A MySQL identifier in backticks, with embedded backticks doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+class _HostnameContext(ssl.SSLContext):
+    """TLS context that verifies the configured host name while the socket goes to the
+    address the SSRF guard resolved (PyMySQL would otherwise verify the IP)."""
+
+    verify_name: str = ""
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["server_hostname"] = self.verify_name
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+class MySqlConnector(SqlConnector):
+    """A MySQL or MariaDB database; streams are named by table."""
+
+    driver_errors = (pymysql.err.MySQLError, OSError)
+
+    def __init__(self, config: DatabaseConfig, context: ConnectorContext) -> None:
+        super().__init__(config, context)
+        self.engine = config.engine or "mysql"
+        extra = [s for s in (config.selected_schemas or []) if s != config.database]
+        if extra:
+            raise ValidationFailed(
+                "for MySQL and MariaDB the schema is the database: set 'database' to the one "
+                f"to read instead of schema {extra!r}"
+            )
+        self._conn: pymysql.connections.Connection[Any] | None = None
+        self._mariadb = config.engine == "mariadb"
+        self._tls = False
+
+    # ---- connection
+
+    def _ssl_options(self, sslmode: str) -> dict[str, Any]:
+        if sslmode == "disable":
+            return {"ssl_disabled": True}
+        if sslmode in ("allow", "prefer"):
+            return {}  # PyMySQL's default: TLS when the server offers it
+        if sslmode == "require":
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return {"ssl": ctx}
+        if sslmode == "verify-ca":
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            return {"ssl": ctx}
+        named = _HostnameContext(ssl.PROTOCOL_TLS_CLIENT)
+        named.load_default_certs()
+        named.verify_name = self.config.host
+        return {"ssl": named}
+
+    def _connect(self, io_timeout: float | None = None) -> pymysql.connections.Connection[Any]:
+        resolved = self.resolve()
+        sslmode = effective_ssl_mode(self.config, resolved)
+        # The socket read timeout is the last line against a server that stops answering.
+        io_timeout = io_timeout or self.config.statement_timeout_seconds + 30
+        try:
+            conn = pymysql.connect(
+                host=resolved.address,
+                port=self.config.port,
+                user=self.config.username,
+                password=self.password,
+                database=self.config.database,
+                connect_timeout=self.config.connect_timeout,
+                read_timeout=io_timeout,
+                write_timeout=io_timeout,
+                charset="utf8mb4",
+                autocommit=True,
+                program_name="datasources",
+                **self._ssl_options(sslmode),
+            )
+        except pymysql.err.MySQLError as exc:
+            raise self._connect_error(exc) from None
+        except OSError as exc:
+            raise self._connect_error(exc) from None
+        version = conn.get_server_info() or ""
+        self._mariadb = "mariadb" in version.lower()
+        timeout = self.config.statement_timeout_seconds
+        statements = [
+            "SET time_zone = '+00:00'",
+            "SET SESSION TRANSACTION READ ONLY",
+            # A slow consumer between two fetches must not make the server drop us.
+            "SET SESSION net_write_timeout = 600",
+            f"SET SESSION max_statement_time = {int(timeout)}"
+            if self._mariadb
+            else f"SET SESSION max_execution_time = {int(timeout) * 1000}",
+        ]
+        try:
+            with conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+                cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                row = cur.fetchone()
+                self._tls = bool(row and row[1])
+        except pymysql.err.MySQLError as exc:
+            conn.close()
+            raise self._connect_error(exc) from None
+        return conn
+
+    def _connection(self) -> pymysql.connections.Connection[Any]:
+        if self._conn is None or not self._conn.open:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.open:
+            try:
+                conn.close()
+            except pymysql.err.MySQLError:
+                conn._force_close()
+
+    def _drop(self) -> None:
+        """Close without a goodbye: the socket may be mid-result or already dead."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            result = getattr(conn, "_result", None)
+            if result is not None:
+                # Otherwise the result's finaliser tries to drain rows from a closed socket.
+                result.unbuffered_active = False
+            conn._force_close()
+
+    @staticmethod
+    def _code(exc: BaseException) -> int:
+        args = getattr(exc, "args", ())
+        return args[0] if args and isinstance(args[0], int) else -1
+
+    def _connect_error(self, exc: BaseException) -> ConnectionFailed:
+        code = self._code(exc)
+        text = self.sanitize(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+        low = text.lower()
+        where = f"{self.config.host}:{self.config.port}"
+        user = self.config.username
+        if code in _AUTH_CODES:
+            return ConnectionFailed(
+                f"authentication failed for user '{user}': check the username and password",
+                stage="auth",
+            )
+        if code == 1049:
+            return ConnectionFailed(
+                f"database '{self.config.database}' does not exist on {where}: check the "
+                "database name",
+                stage="database",
+            )
+        if code in _PERMISSION_CODES:
+            return ConnectionFailed(f"user '{user}' lacks a permission: {text}", stage="permission")
+        if code in (2026, 3159) or "ssl" in low or "tls" in low or "certificate" in low:
+            return ConnectionFailed(
+                f"TLS to {where} failed (ssl_mode '{self.config.ssl_mode or 'default'}'): {text}",
+                stage="tls",
+            )
+        if "refused" in low:
+            return ConnectionFailed(
+                f"connection to {where} was refused: no MySQL/MariaDB server listens on that port",
+                stage="tcp",
+            )
+        if "timed out" in low or "timeout" in low:
+            return ConnectionFailed(
+                f"connecting to {where} timed out after {self.config.connect_timeout} s: check "
+                "the host, port and firewall rules",
+                stage="timeout",
+            )
+        if code in _TIMEOUT_CODES:
+            return ConnectionFailed(f"the query timed out: {text}", stage="timeout")
+        if code in (2003, 2013, 2006) or isinstance(exc, OSError):
+            return ConnectionFailed(f"could not connect to {where}: {text}", stage="tcp")
+        return ConnectionFailed(f"query failed on {where}: {text}", stage="query")
+
+    def _read_error(self, exc: Exception, stream: str) -> Exception:
+        code = self._code(exc)
+        text = self.sanitize(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+        self._drop()
+        if code == 1146:
+            return SourceReadError(
+                f"stream '{stream}' no longer exists (the table was dropped or renamed); "
+                "run schema discovery again"
+            )
+        if code == 1054:
+            return SourceReadError(
+                f"a column of stream '{stream}' changed while reading: {text}; sync again"
+            )
+        if code in _PERMISSION_CODES:
+            return SourceReadError(f"permission denied reading stream '{stream}': {text}")
+        if code in _TIMEOUT_CODES:
+            return SourceReadError(
+                f"reading stream '{stream}' exceeded the statement timeout of "
+                f"{self.config.statement_timeout_seconds} s: {text}"
+            )
+        if code in _LOST_CODES or isinstance(exc, OSError | pymysql.err.InterfaceError):
+            return SourceReadError(
+                f"the connection to {self.engine} was lost while reading stream '{stream}' "
+                f"({text or type(exc).__name__}); the sync can resume from its last checkpoint"
+            )
+        if isinstance(exc, pymysql.err.MySQLError):
+            return SourceReadError(f"reading stream '{stream}' failed: {text}")
+        return SourceReadError(f"reading stream '{stream}' failed: {type(exc).__name__}")
+
+    # ---- check
+
+    def _check(self) -> dict[str, Any]:
+        # A connection of its own whose socket reads (handshake included) time out after
+        # connect_timeout, so a test-connection request never waits long on a stuck server.
+        conn = self._connect(io_timeout=self.config.connect_timeout)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT VERSION(), DATABASE(), 1")
+                row = cur.fetchone()
+        except (pymysql.err.MySQLError, OSError) as exc:
+            raise self._connect_error(exc) from None
+        finally:
+            try:
+                conn.close()
+            except pymysql.err.MySQLError:
+                conn._force_close()
+        assert row is not None
+        return {
+            "server_version": row[0],
+            "database": row[1],
+            "flavor": "mariadb" if self._mariadb else "mysql",
+            "tls": self._tls,
+            "ssl_mode": effective_ssl_mode(self.config, self.resolve()),
+        }
+
+    # ---- discover
+
+    def _catalog(self, table_name: str | None) -> list[Table]:
+        conn = self._connection()
+        db = self.config.database
+        only = " AND TABLE_NAME = %s" if table_name is not None else ""
+        args: tuple[str, ...] = (db, table_name) if table_name is not None else (db,)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT TABLE_NAME, TABLE_TYPE, TABLE_ROWS FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = %s" + only + " ORDER BY TABLE_NAME",
+                args,
+            )
+            relations = list(cur.fetchall())
+            cur.execute(
+                "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s" + only + " "
+                "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                args,
+            )
+            column_rows = list(cur.fetchall())
+            cur.execute(
+                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                "WHERE TABLE_SCHEMA = %s" + only + " AND CONSTRAINT_NAME = 'PRIMARY' "
+                "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                args,
+            )
+            pk_rows = list(cur.fetchall())
+            json_columns: set[tuple[str, str]] = set()
+            if self._mariadb:
+                # MariaDB's JSON is LONGTEXT plus a json_valid() check constraint.
+                cur.execute(
+                    "SELECT TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                    "WHERE CONSTRAINT_SCHEMA = %s" + only + " AND CHECK_CLAUSE LIKE %s",
+                    (*args, "%json_valid%"),
+                )
+                for tname, clause in cur.fetchall():
+                    for match in _JSON_CHECK_RE.finditer(clause or ""):
+                        json_columns.add((tname, match.group(1).replace("``", "`")))
+
+        columns: dict[str, list[Column]] = {}
+        for tname, cname, data_type, column_type, nullable in column_rows:
+            kind = normalize_mysql_type(data_type, column_type)
+            if (tname, cname) in json_columns:
+                kind = "json"
+            columns.setdefault(tname, []).append(
+                Column(
+                    name=cname,
+                    type=kind,
+                    native_type=str(column_type),
+                    nullable=str(nullable).upper() == "YES",
+                )
+            )
+        pks: dict[str, list[str]] = {}
+        for tname, cname in pk_rows:
+            pks.setdefault(tname, []).append(cname)
+        out = []
+        for tname, ttype, rows in relations:
+            if ttype not in _TABLE_TYPES:
+                continue
+            cols = columns.get(tname, [])
+            pk = pks.get(tname, [])
+            out.append(
+                Table(
+                    name=tname,
+                    columns=cols,
+                    primary_key=pk,
+                    cursor_candidates=cursor_candidates(cols, pk),
+                    row_count_estimate=int(rows) if rows is not None and ttype != "VIEW" else None,
+                    kind=_TABLE_TYPES[ttype],
+                )
+            )
+        return out
+
+    def _discover(self) -> list[Table]:
+        try:
+            tables = self._catalog(None)
+        except pymysql.err.MySQLError as exc:
+            self._drop()
+            raise self._connect_error(exc) from None
+        return [t for t in tables if is_selected(self.config, t.name, t.name)]
+
+    # ---- read
+
+    def _lookup(self, stream: str) -> StreamMeta | None:
+        for table in self._catalog(stream):
+            # information_schema may compare names case-insensitively: insist on exact.
+            if table.name == stream and is_selected(self.config, stream, stream):
+                return StreamMeta(table=table, schema_name=self.config.database, table_name=stream)
+        return None
+
+    @staticmethod
+    def _relation(meta: StreamMeta) -> str:
+        return f"{quote_ident(meta.schema_name)}.{quote_ident(meta.table_name)}"
+
+    def _max_cursor(self, meta: StreamMeta, cursor: Column) -> Any:
+        conn = self._connection()
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT MAX({quote_ident(cursor.name)}) FROM {self._relation(meta)}")
+            row = cur.fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _after_clause(names: list[str], values: list[Any]) -> tuple[str, list[Any]]:
+        """`(a, b) > (x, y)` spelled out, since MySQL/MariaDB range-optimise this form best."""
+        first = quote_ident(names[0])
+        clause = f"{quote_ident(names[-1])} > %s"
+        params: list[Any] = [values[-1]]
+        for name, value in zip(reversed(names[:-1]), reversed(values[:-1]), strict=True):
+            col = quote_ident(name)
+            clause = f"{col} > %s OR ({col} = %s AND ({clause}))"
+            params = [value, value, *params]
+        # The leading `a >= x` lets the optimizer pick a range scan on the key's index.
+        return f"{first} >= %s AND ({clause})", [values[0], *params]
+
+    def _query(
+        self, meta: StreamMeta, plan: ReadPlan, after: list[Any] | None, limit: int | None
+    ) -> tuple[str, list[Any]]:
+        select = ", ".join(quote_ident(c.name) for c in meta.table.columns)
+        where: list[str] = []
+        params: list[Any] = []
+        if plan.cursor is not None:
+            col = quote_ident(plan.cursor.name)
+            where.append(f"{col} IS NOT NULL AND {col} <= %s")
+            params.append(plan.upper)
+            if plan.mode == "offset":
+                lower = plan.lower_cursor_value()
+                if lower is not None:
+                    where.append(f"{col} > %s")
+                    params.append(lower)
+        if plan.mode == "keyset" and after:
+            clause, clause_params = self._after_clause(plan.key_names[: len(after)], after)
+            where.append(f"({clause})")
+            params.extend(clause_params)
+        query = f"SELECT {select} FROM {self._relation(meta)}"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        if plan.key:
+            query += " ORDER BY " + ", ".join(quote_ident(n) for n in plan.key_names)
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        elif plan.offset:
+            query += f" LIMIT 18446744073709551615 OFFSET {int(plan.offset)}"
+        return query, params
+
+    def _stream_rows(
+        self, meta: StreamMeta, plan: ReadPlan, batch_size: int
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        if plan.mode == "keyset":
+            yield from self._keyset_rows(meta, plan, batch_size)
+        else:
+            yield from self._offset_rows(meta, plan, batch_size)
+
+    def _keyset_rows(
+        self, meta: StreamMeta, plan: ReadPlan, batch_size: int
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        index = {c.name: i for i, c in enumerate(meta.table.columns)}
+        key_idx = [index[name] for name in plan.key_names]
+        after = plan.after
+        while True:
+            conn = self._connection()
+            query, params = self._query(meta, plan, after, batch_size)
+            cur = conn.cursor(pymysql.cursors.SSCursor)
+            cur.execute(query, params)
+            rows = list(cur.fetchall_unbuffered())
+            cur.close()
+            if not rows:
+                return
+            yield rows
+            if len(rows) < batch_size:
+                return
+            # The driver's own typed values: no JSON round trip between two chunks.
+            after = [rows[-1][i] for i in key_idx]
+
+    def _offset_rows(
+        self, meta: StreamMeta, plan: ReadPlan, batch_size: int
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        conn = self._connection()
+        query, params = self._query(meta, plan, None, None)
+        # One long unbuffered statement: the per-statement timeout would cut a large
+        # table, so it is lifted for it; the socket read timeout still bounds a stall.
+        variable = "max_statement_time" if self._mariadb else "max_execution_time"
+        with conn.cursor() as setup:
+            setup.execute(f"SET SESSION {variable} = 0")
+        finished = False
+        try:
+            cur = conn.cursor(pymysql.cursors.SSCursor)
+            cur.execute(query, params)
+            while True:
+                rows = list(cur.fetchmany(batch_size))
+                if not rows:
+                    break
+                yield rows
+            cur.close()
+            finished = True
+        finally:
+            if finished:
+                timeout = self.config.statement_timeout_seconds
+                value = timeout if self._mariadb else timeout * 1000
+                with conn.cursor() as setup:
+                    setup.execute(f"SET SESSION {variable} = {int(value)}")
+            else:
+                # Stopped mid-result (time budget or error): closing the cursor would
+                # drain the rest of the table, so drop the connection instead.
+                self._drop()
