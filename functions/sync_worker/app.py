@@ -10,7 +10,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from datasources.observability import logger, metrics, tracer
 from datasources.sync.worker import continue_unit
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A failed record is retried by SQS; the batch (of one) must not raise as a whole, or
+# Lambda would treat it as an invocation error instead of a partial batch failure.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @logger.inject_lambda_context

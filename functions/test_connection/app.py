@@ -10,7 +10,7 @@ from datasources.services.sources import test_connection
 
 @api_route(body=TestConnectionRequest)
 def route(request: ApiRequest[TestConnectionRequest]) -> ApiResult:
-    result = test_connection(request.input)
+    result = test_connection(request.principal, request.input)
     return ApiResult(result, f"Connection test successful ({result['latency_ms']} ms)")
 
 

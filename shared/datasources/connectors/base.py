@@ -106,6 +106,9 @@ class ConnectorContext:
 
     settings: Settings
     s3_client_factory: Any = None  # callable(**kwargs) -> boto3 S3 client
+    # The caller's organization: the file connector confines reads of the service's own
+    # landing bucket to this tenant's prefixes. None (no tenant) is refused there.
+    organization: str | None = None
 
 
 @runtime_checkable

@@ -156,6 +156,7 @@ class FileConnector:
         self._context = context
         self._settings = context.settings
         self._location = _parse_location(config.url, config.pattern)
+        _confine_to_tenant(self._location, config, context)
         self._pattern = _glob_regex(config.pattern) if config.pattern else None
         self._s3: Any = None
         self._files_cache: list[_FileRef] | None = None
@@ -1294,6 +1295,30 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 
 # ---------------------------------------------------------------------- names and errors
+
+
+def _confine_to_tenant(location: _Location, config: FileConfig, context: ConnectorContext) -> None:
+    """Keep a tenant inside its own part of the service's landing bucket.
+
+    The service's role can read the landing bucket, which holds every tenant's synced
+    data. Without this check an organization could connect `s3://<landing>/org=other/`
+    and sync another tenant's records. With the service's own credentials, a file
+    source there may only name `uploads/{org}/...` (files a tenant put there) or
+    `org={org}/...` (its own synced data). Foreign buckets with their own keys are
+    governed by those keys.
+    """
+    if location.scheme != "s3" or config.credentials is not None:
+        return
+    if location.bucket != context.settings.bucket_name:
+        return
+    org = context.organization
+    allowed = (f"uploads/{org}/", f"org={org}/") if org else ()
+    if not any(location.key.startswith(prefix) for prefix in allowed):
+        raise ConnectionFailed(
+            "files in the service's landing bucket can be read only under "
+            f"uploads/{org or '<organization>'}/ or your organization's synced data",
+            stage="permission",
+        )
 
 
 def _parse_location(url: str, pattern: str | None) -> _Location:

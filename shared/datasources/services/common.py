@@ -26,24 +26,28 @@ def tenant_for(principal: Principal, workspace_id: str, scope: Scope) -> Tenant:
     return Tenant(principal.organization, workspace_id, scope, principal.owner_for(scope))
 
 
-def connector_context() -> ConnectorContext:
+def connector_context(organization: str) -> ConnectorContext:
     from datasources import aws
     from datasources.config import get_settings
 
-    return ConnectorContext(settings=get_settings(), s3_client_factory=aws.s3_client_factory)
+    return ConnectorContext(
+        settings=get_settings(),
+        s3_client_factory=aws.s3_client_factory,
+        organization=organization,
+    )
 
 
-def open_config(config: ConfigModel, source_type: str) -> Connector:
+def open_config(config: ConfigModel, source_type: str, organization: str) -> Connector:
     """A connector for a config given in a request (test-connection)."""
-    return get_connector(source_type, config, connector_context())
+    return get_connector(source_type, config, connector_context(organization))
 
 
-def open_source(source: SourceRecord) -> Connector:
+def open_source(source: SourceRecord, organization: str) -> Connector:
     """A connector for a stored source, its secrets fetched from Secrets Manager."""
     from datasources.secrets_store import get_secrets
 
     config = merge_secrets(source.type, source.connection_config, get_secrets(source.secret_arn))
-    return get_connector(source.type, config, connector_context())
+    return get_connector(source.type, config, connector_context(organization))
 
 
 UPDATE_CURSOR_NAMES = (

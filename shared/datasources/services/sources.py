@@ -127,9 +127,13 @@ def cleanup_sources(
     }
 
 
-def test_connection(request: TestConnectionRequest) -> dict[str, Any]:
+def test_connection(principal: Principal, request: TestConnectionRequest) -> dict[str, Any]:
     """Check a config before it is saved; ConnectionFailed says which stage failed."""
-    connector = open_config(request.source_config.connection_config, request.source_config.type)
+    connector = open_config(
+        request.source_config.connection_config,
+        request.source_config.type,
+        principal.organization,
+    )
     try:
         started = time.perf_counter()
         result = connector.check()
@@ -145,7 +149,7 @@ def get_schema(principal: Principal, workspace_id: str, query: SchemaQuery) -> d
     source = sources_dal.get_source(tenant, query.source_id)
     if source is None:
         raise SourceNotFound(f"data source {query.source_id} not found")
-    connector = open_source(source)
+    connector = open_source(source, principal.organization)
     try:
         tables = connector.discover()
     finally:

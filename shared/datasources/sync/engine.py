@@ -43,12 +43,13 @@ class UnitOutcome:
 class _Connectors:
     """Connectors opened during one invocation, one per source, closed at the end."""
 
+    organization: str
     sources: dict[str, SourceRecord]
     opened: dict[str, Connector] = field(default_factory=dict)
 
     def get(self, source_id: str) -> Connector:
         if source_id not in self.opened:
-            self.opened[source_id] = open_source(self.sources[source_id])
+            self.opened[source_id] = open_source(self.sources[source_id], self.organization)
         return self.opened[source_id]
 
     def close(self) -> None:
@@ -83,7 +84,7 @@ def start_sync(
     if not sources:
         return {"job_id": None, "status": "completed", "records_processed": 0, "sources": []}
 
-    connectors = _Connectors({s.id: s for s in sources})
+    connectors = _Connectors(tenant.organization, {s.id: s for s in sources})
     deadline = time.monotonic() + min(
         settings.sync_time_budget_seconds, max(0.0, remaining_ms() / 1000 - 5)
     )
@@ -418,7 +419,7 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
         _finish_job_if_done(tenant, job.job_id)
         return
     deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - settings.worker_reserve_seconds)
-    connectors = _Connectors({source.id: source})
+    connectors = _Connectors(tenant.organization, {source.id: source})
     try:
         outcome = _run_unit(tenant, job, unit, connectors.get(source.id), deadline)
     except Exception as exc:

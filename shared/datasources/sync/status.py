@@ -41,7 +41,10 @@ def job_status(tenant: Tenant, job_id: str) -> dict[str, Any]:
                 "records": unit.records,
                 "parts": unit.seq,
                 "bytes": unit.bytes,
-                "cursor_range": {"from": unit.cursor_start, "to": unit.cursor_pending or unit.cursor_start},
+                "cursor_range": {
+                    "from": unit.cursor_start,
+                    "to": unit.cursor_pending or unit.cursor_start,
+                },
                 "output": f"s3://{settings.bucket_name}/{unit.output_prefix}/",
                 "started_at": unit.started_at,
                 "finished_at": unit.finished_at,
