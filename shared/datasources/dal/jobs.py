@@ -34,6 +34,7 @@ class JobRecord(BaseModel):
     created_at: str
     created_by: str
     unit_count: int = 0
+    units_ended: int = 0
     records_processed: int = 0
     started_at: str | None = None
     finished_at: str | None = None
@@ -198,6 +199,7 @@ def get_job(tenant: Tenant, job_id: str) -> JobRecord | None:
     data["options"] = json.loads(item.get("options") or "{}")
     data["unit_count"] = int(item.get("unit_count", 0))
     data["records_processed"] = int(item.get("records_processed", 0))
+    data["units_ended"] = int(item.get("units_ended", 0))
     return JobRecord.model_validate(data)
 
 
@@ -338,6 +340,19 @@ def set_continuation(tenant: Tenant, unit: UnitRecord, seq: int) -> None:
     )
 
 
+def _count_ended_unit(tenant: Tenant, job_id: str) -> dict[str, Any]:
+    # Counted in the same transaction as the unit's own end, so the count is exact even
+    # with duplicate deliveries; the job is finished by whoever sees the count complete.
+    return {
+        "Update": {
+            "TableName": _name(),
+            "Key": {"pk": tenant.pk, "sk": job_sk(job_id)},
+            "UpdateExpression": "ADD units_ended :one",
+            "ExpressionAttributeValues": {":one": 1},
+        }
+    }
+
+
 def complete_unit(
     tenant: Tenant,
     unit: UnitRecord,
@@ -348,6 +363,7 @@ def complete_unit(
     """Finish a unit and commit its stream state in one transaction, from the checkpoint
     it was read at. False when another delivery already finished or moved it."""
     actions: list[dict[str, Any]] = [
+        _count_ended_unit(tenant, unit.job_id),
         {
             "Update": {
                 "TableName": _name(),
@@ -362,7 +378,7 @@ def complete_unit(
                     ":running": "running",
                 },
             }
-        }
+        },
     ]
     if state is not None:
         actions.append(
@@ -401,14 +417,20 @@ def end_unit(
         expression += ", #e = :e"
         names["#e"] = "error"
         values[":e"] = error
-    return _update_ignoring_condition(
-        tenant,
-        unit_sk(unit.job_id, unit.unit_id),
-        expression,
-        "NOT #s IN (:c, :f, :x)",
-        values,
-        names=names,
-    )
+    actions = [
+        _count_ended_unit(tenant, unit.job_id),
+        {
+            "Update": {
+                "TableName": _name(),
+                "Key": {"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
+                "UpdateExpression": expression,
+                "ConditionExpression": "NOT #s IN (:c, :f, :x)",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        },
+    ]
+    return _transact(actions, "could not end the sync unit")
 
 
 def record_attempt_error(tenant: Tenant, unit: UnitRecord, error: str) -> None:

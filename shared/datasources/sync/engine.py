@@ -31,6 +31,7 @@ from datasources.services.common import choose_cursor, new_id, now_iso, open_sou
 from datasources.sync.status import job_status
 
 RemainingMillis = Callable[[], int]
+MAX_SOURCES_PER_JOB = 99
 
 
 @dataclass
@@ -83,6 +84,11 @@ def start_sync(
         sources = list(sources_dal.iter_all_sources(tenant))
     if not sources:
         return {"job_id": None, "status": "completed", "records_processed": 0, "sources": []}
+    if len(sources) > MAX_SOURCES_PER_JOB:
+        # Leases on every source are taken in one transaction (at most 100 items).
+        raise ValidationFailed(
+            f"a sync can cover at most {MAX_SOURCES_PER_JOB} sources; pass source_ids"
+        )
 
     connectors = _Connectors(tenant.organization, {s.id: s for s in sources})
     deadline = time.monotonic() + min(
@@ -292,9 +298,10 @@ def _complete_unit(
             last_snapshot_job_id=unit.job_id,
         )
     finished = now_iso()
-    if not jobs_dal.complete_unit(tenant, unit, finished_at=finished, state=state):
-        return
+    # The manifest goes first: if the worker dies before the transaction below, the
+    # redelivered message finds nothing left to read and writes it again, then completes.
     _write_manifest(tenant, unit, state, previous, pending, finished)
+    jobs_dal.complete_unit(tenant, unit, finished_at=finished, state=state)
 
 
 def _write_manifest(
@@ -351,7 +358,7 @@ def _fail_unit(tenant: Tenant, unit: UnitRecord, error: str) -> None:
 def _finish_job_if_done(tenant: Tenant, job_id: str) -> None:
     """If every unit has ended, give the job its final status (once) and free the sources."""
     job = jobs_dal.get_job(tenant, job_id)
-    if job is None or job.status in TERMINAL:
+    if job is None or job.status in TERMINAL or job.units_ended < job.unit_count:
         return
     units = jobs_dal.get_units(tenant, job_id)
     if len(units) < job.unit_count or any(u.status not in TERMINAL for u in units):
