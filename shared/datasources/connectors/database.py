@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from datasources.connectors.base import (
+    UPDATE_CURSOR_NAMES,
     Batch,
     CheckResult,
     Column,
@@ -42,29 +43,6 @@ if TYPE_CHECKING:
 
 TOKEN_VERSION = 1
 
-# Column names that say "this row's last change", in order of preference: an update
-# timestamp catches updated rows too, an insertion key only new ones (DESIGN §5).
-UPDATE_CURSOR_NAMES = (
-    "updated_at",
-    "modified_at",
-    "last_modified",
-    "last_modified_at",
-    "updated",
-    "modified",
-    "last_updated",
-    "last_update",
-    "updated_on",
-    "modified_on",
-    "update_time",
-    "updatetime",
-    "date_modified",
-    "modified_date",
-    "updated_date",
-    "changed_at",
-    "lastmodified",
-    "updatedat",
-    "modifiedat",
-)
 INSERT_CURSOR_NAMES = (
     "created_at",
     "inserted_at",

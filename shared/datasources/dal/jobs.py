@@ -228,42 +228,24 @@ def get_unit(tenant: Tenant, job_id: str, unit_id: str) -> UnitRecord | None:
 
 
 def mark_job_running(tenant: Tenant, job_id: str, started_at: str) -> None:
-    try:
-        aws.table().update_item(
-            Key={"pk": tenant.pk, "sk": job_sk(job_id)},
-            UpdateExpression="SET #s = :running, started_at = if_not_exists(started_at, :t)",
-            ConditionExpression="#s IN (:queued, :running)",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":running": "running",
-                ":queued": "queued",
-                ":t": started_at,
-            },
-        )
-    except ClientError as exc:
-        if _code(exc) != "ConditionalCheckFailedException":
-            raise StorageError("could not update the sync job") from exc
+    """queued → running (a no-op for a job already running or ended)."""
+    _set_running(tenant, job_sk(job_id), started_at)
 
 
 def start_unit(tenant: Tenant, unit: UnitRecord, started_at: str) -> bool:
     """queued → running; False when the unit is no longer queued or running."""
-    try:
-        aws.table().update_item(
-            Key={"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
-            UpdateExpression="SET #s = :running, started_at = if_not_exists(started_at, :t)",
-            ConditionExpression="#s IN (:queued, :running)",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":running": "running",
-                ":queued": "queued",
-                ":t": started_at,
-            },
-        )
-    except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise StorageError("could not update the sync unit") from exc
-    return True
+    return _set_running(tenant, unit_sk(unit.job_id, unit.unit_id), started_at)
+
+
+def _set_running(tenant: Tenant, sk: str, started_at: str) -> bool:
+    return _update_ignoring_condition(
+        tenant,
+        sk,
+        "SET #s = :running, started_at = if_not_exists(started_at, :t)",
+        "#s IN (:queued, :running)",
+        {":running": "running", ":queued": "queued", ":t": started_at},
+        names={"#s": "status"},
+    )
 
 
 def checkpoint(

@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 
 from datasources.auth import Principal
-from datasources.connectors.base import Connector, ConnectorContext
+from datasources.connectors.base import UPDATE_CURSOR_NAMES, Connector, ConnectorContext
 from datasources.connectors.registry import get_connector
 from datasources.dal.keys import Tenant
 from datasources.dal.sources import SourceRecord
@@ -48,20 +48,6 @@ def open_source(source: SourceRecord, organization: str) -> Connector:
 
     config = merge_secrets(source.type, source.connection_config, get_secrets(source.secret_arn))
     return get_connector(source.type, config, connector_context(organization))
-
-
-UPDATE_CURSOR_NAMES = (
-    "updated_at",
-    "modified_at",
-    "last_modified",
-    "last_modified_at",
-    "updated",
-    "modified",
-    "last_updated",
-    "updated_on",
-    "modified_on",
-    "changed_at",
-)
 
 
 def choose_cursor(candidates: list[str], requested: str | None) -> str | None:
