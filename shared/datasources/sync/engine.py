@@ -224,7 +224,9 @@ def _run_unit(
     s3 = aws.client("s3")
     for batch in connector.read(unit.stream, state, batch_size):
         if batch.num_rows == 0:
-            pending = batch.cursor_state or pending
+            # An empty batch has no position of its own: a continuation that finds
+            # nothing left must keep this run's position, not the one it started from.
+            pending = pending or batch.cursor_state
             continue
         current = jobs_dal.get_job(tenant, job.job_id)
         if current is None or current.status != "running":
