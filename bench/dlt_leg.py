@@ -1,0 +1,88 @@
+"""dlt's leg: load one PostgreSQL table into local Parquet files with `sql_table`.
+
+Runs in the separate bench venv (dlt and its dependencies must not touch the product's
+pins), from the repository root:
+
+    .venv-bench/bin/python -m bench.dlt_leg <schema.table> <backend> <chunk_size> <result.json>
+
+`backend` is `connectorx` (dlt's fastest) or `pyarrow`. The clock covers the whole
+`pipeline.run` (extract, normalize, load), which is what a user waits for.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import peak_rss_mb, pg_dsn, write_json
+
+# No telemetry, no network: only the loopback database is reached.
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+
+
+def parquet_bytes(root: Path) -> tuple[int, int]:
+    files = [p for p in root.rglob("*.parquet") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def run(qualified: str, backend: str, chunk_size: int) -> dict[str, object]:
+    schema, table = qualified.split(".", 1)
+    work = Path(tempfile.mkdtemp(prefix="dlt-bench-"))
+    try:
+        started_import = time.perf_counter()
+        import dlt
+        from dlt.sources.sql_database import sql_table
+
+        import_s = time.perf_counter() - started_import
+        started = time.perf_counter()
+        # SQLAlchemy reflects through psycopg 3; ConnectorX gets the plain URL from dlt.
+        source = sql_table(
+            credentials=pg_dsn("postgresql+psycopg"),
+            schema=schema,
+            table=table,
+            backend=backend,
+            chunk_size=chunk_size,
+            reflection_level="full",
+        )
+        pipeline = dlt.pipeline(
+            pipeline_name=f"bench_{table}_{backend}",
+            pipelines_dir=str(work / "pipelines"),
+            destination=dlt.destinations.filesystem(bucket_url=(work / "out").as_uri()),
+            dataset_name="bench",
+            progress="log" if os.environ.get("BENCH_VERBOSE") else None,
+        )
+        info = pipeline.run(source, loader_file_format="parquet", write_disposition="replace")
+        seconds = time.perf_counter() - started
+        info.raise_on_failed_jobs()
+        row_counts = pipeline.last_trace.last_normalize_info.row_counts
+        files, size = parquet_bytes(work / "out")
+        import connectorx
+
+        return {
+            "seconds": seconds,
+            "import_s": import_s,
+            "rows": int(row_counts.get(table, 0)),
+            "parquet_files": files,
+            "parquet_bytes": size,
+            "backend": backend,
+            "chunk_size": chunk_size,
+            "dlt_version": dlt.__version__,
+            "connectorx_version": connectorx.__version__,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    qualified, backend, chunk_size, result_path = sys.argv[1:5]
+    write_json(result_path, run(qualified, backend, int(chunk_size)))
+
+
+if __name__ == "__main__":
+    main()

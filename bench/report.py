@@ -1,0 +1,173 @@
+"""The one table `make bench` prints: every number beside its reference, and the verdicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADERS = ("section", "subject", "measured", "reference", "ratio", "target", "verdict")
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT MET"
+
+
+def _rate(leg: dict[str, Any]) -> str:
+    return f"{leg['rows_per_s']:,} rows/s, {leg['mb_per_s']} MB/s ({leg['seconds']:.2f} s)"
+
+
+def rows_of(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    cold = results["cold_start"]
+    base = cold["baseline"]
+    targets = {t["target"]: t for t in results["targets"]}
+    for name, data in cold.items():
+        if name == "baseline":
+            continue
+        target = next(
+            (t for key, t in targets.items() if key.startswith(f"cold start {name} ")), None
+        )
+        rows.append(
+            (
+                "cold start (median)",
+                f"{name} -> {data['status']}",
+                f"{data['cold_ms_median']:.0f} ms (import {data['import_ms_median']:.0f} + "
+                f"1st call {data['first_call_ms_median']:.0f})",
+                f"baseline {base['cold_ms_median']:.0f} ms",
+                f"{data['ratio_to_baseline']:.2f}x",
+                "<= 1.50x" if target else "-",
+                _verdict(target["met"]) if target else "-",
+            )
+        )
+    rows.append(
+        (
+            "cold start (median)",
+            "baseline (boto3+json)",
+            f"{base['cold_ms_median']:.0f} ms (import {base['import_ms_median']:.0f} + "
+            f"1st call {base['first_call_ms_median']:.0f})",
+            "-",
+            "1.00x",
+            "-",
+            "-",
+        )
+    )
+    imports = results["import_time"]
+    base_import = imports["baseline"]["total_ms"]
+    for name, data in imports.items():
+        if name == "baseline":
+            continue
+        top = ", ".join(f"{pkg} {ms:.0f}" for pkg, ms in list(data["by_package_ms"].items())[:3])
+        rows.append(
+            (
+                "import time (-X importtime, median of 3)",
+                name,
+                f"{data['total_ms']:.0f} ms; top: {top}",
+                f"baseline {base_import:.0f} ms",
+                f"{data['total_ms'] / base_import:.2f}x",
+                "-",
+                "-",
+            )
+        )
+    warm = results["warm"]
+    base_warm = warm["baseline"]
+    for name, data in warm.items():
+        rows.append(
+            (
+                f"warm latency ({data['calls']} calls)",
+                f"{name} -> {'/'.join(data['statuses'])}",
+                f"p50 {data['p50_ms']:.2f} ms, p99 {data['p99_ms']:.2f} ms",
+                f"baseline p50 {base_warm['p50_ms']:.2f} ms" if name != "baseline" else "-",
+                f"{data['p50_ratio_to_baseline']:.2f}x",
+                "-",
+                "-",
+            )
+        )
+    for table, data in results["throughput"].items():
+        legs = data["legs"]
+        section = f"sync {table} ({data['rows']:,} rows x {data['columns']} cols)"
+        share = data["sync_share_of_copy_floor"]
+        vs_dlt = data["sync_ratio_to_dlt_connectorx"]
+        rows.append(
+            (
+                section,
+                "product sync -> S3 parquet",
+                _rate(legs["sync"]),
+                "COPY floor " + _rate(legs["copy"]),
+                f"{share:.2f}x",
+                ">= 0.50x",
+                _verdict(share >= 0.5),
+            )
+        )
+        rows.append(
+            (
+                section,
+                "product sync -> S3 parquet",
+                _rate(legs["sync"]),
+                "dlt connectorx " + _rate(legs["dlt_connectorx"]),
+                f"{vs_dlt:.2f}x",
+                ">= 1.00x",
+                _verdict(vs_dlt >= 1.0),
+            )
+        )
+        if "dlt_pyarrow" in legs:
+            rows.append(
+                (
+                    section,
+                    "product sync -> S3 parquet",
+                    _rate(legs["sync"]),
+                    "dlt pyarrow " + _rate(legs["dlt_pyarrow"]),
+                    f"{data['sync_ratio_to_dlt_pyarrow']:.2f}x",
+                    "-",
+                    "-",
+                )
+            )
+        rows.append(
+            (
+                section,
+                "peak RSS: sync / dlt connectorx",
+                f"{legs['sync']['peak_rss_mb']:.0f} MiB",
+                f"{legs['dlt_connectorx']['peak_rss_mb']:.0f} MiB",
+                f"{legs['sync']['peak_rss_mb'] / legs['dlt_connectorx']['peak_rss_mb']:.2f}x",
+                "-",
+                "-",
+            )
+        )
+    memory = results["memory"]
+    rows.append(
+        (
+            f"memory (batch {memory['batch_size']:,})",
+            "sync peak RSS 100k -> 1M rows",
+            f"{memory['peak_rss_mb_1m']:.0f} MiB at 1M",
+            f"{memory['peak_rss_mb_100k']:.0f} MiB at 100k",
+            f"+{memory['growth']:.1%}",
+            "< +20%",
+            _verdict(memory["growth"] < 0.20),
+        )
+    )
+    return rows
+
+
+def render_table(results: dict[str, Any]) -> str:
+    rows = [HEADERS, *rows_of(results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
+    line = "+".join("-" * (w + 2) for w in widths)
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "|".join(f" {cell:<{widths[i]}} " for i, cell in enumerate(row))
+
+    out = [fmt(rows[0]), line]
+    previous = rows[1][0] if len(rows) > 1 else ""
+    for row in rows[1:]:
+        if row[0] != previous:
+            out.append(line)
+            previous = row[0]
+        out.append(fmt(row))
+    met = sum(1 for t in results["targets"] if t["met"])
+    meta = results["meta"]
+    out.append(line)
+    out.append(
+        f"targets met: {met}/{len(results['targets'])}  |  throughput: best of {meta['reps']}, "
+        f"MB = the table's COPY text size  |  batch size {meta['batch_size']:,}  |  "
+        f"run took {meta['duration_s']:.0f} s  |  load avg (1 min) "
+        f"{meta['machine']['load_avg_at_start'][0]:.1f} at start, {meta['load_avg_at_end'][0]:.1f} at end"
+    )
+    return "\n".join(out)

@@ -1,0 +1,153 @@
+"""One product sync in a fresh process: PostgreSQL table → landing bucket (moto server).
+
+    python -m bench.sync_child <schema.table> <rows> <batch_size> <result.json> [profile.out]
+
+The environment is the sync function's, from template.yaml, pointed at the moto server.
+The source is connected through the connect handler, then the sync handler runs the
+real engine inline (a time budget longer than the sync, so it never chains to SQS).
+The clock covers the sync handler's call only; peak RSS (VmHWM) is the whole process's,
+and the moto server is another process, so the landing bucket's bytes are not in it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
+from bench.common import ROOT, current_rss_mb, peak_rss_mb, write_json
+
+# A Lambda's longest run is 15 min; the bench sync must finish well inside it.
+REMAINING_MS = 900_000
+
+
+class Context:
+    function_name = "bench-sync"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 10240
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench-sync"
+    log_group_name = "/aws/lambda/bench-sync"
+    log_stream_name = "bench"
+
+    def __init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + REMAINING_MS / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def api_event(function_dir: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    event = json.loads((ROOT / "events" / f"{function_dir}.json").read_text())
+    event["headers"] = {**(event.get("headers") or {}), "Authorization": f"Bearer {token}"}
+    event["body"] = json.dumps(body)
+    event.setdefault("requestContext", {})["requestId"] = str(uuid.uuid4())
+    return event
+
+
+def main() -> None:
+    qualified, rows, batch_size, result_path = sys.argv[1:5]
+    profile_path = sys.argv[5] if len(sys.argv) > 5 else None
+    token = _token()
+    sys.path.insert(0, str(ROOT / "shared"))
+    from bench.events import local_database_config
+    from local.provision import load_handler
+
+    _report_unit_failures()
+    connect = load_handler("functions/connect_sources")
+    sync = load_handler("functions/sync_sources")
+    schema, table = qualified.split(".", 1)
+    config = {**local_database_config(), "schemas": [schema], "tables": [table]}
+    connected = connect(
+        api_event(
+            "connect_sources",
+            token,
+            {
+                "scope": "user",
+                "sources": [
+                    {
+                        "type": "database",
+                        "name": f"bench-{table}-{uuid.uuid4().hex[:12]}",
+                        "connection_config": config,
+                    }
+                ],
+            },
+        ),
+        Context(),
+    )
+    if connected["statusCode"] != 201:
+        raise SystemExit(f"connect failed: {connected['body'][:500]}")
+    source_id = json.loads(connected["body"])["data"]["connected_sources"][0]["id"]
+    # Full refresh: a complete read of the table, as COPY and dlt's default load do.
+    body = {
+        "scope": "user",
+        "source_ids": [source_id],
+        "sync_options": {
+            "incremental": False,
+            "batch_size": int(batch_size),
+            "format": "parquet",
+            "streams": [qualified],
+        },
+    }
+    event = api_event("sync_sources", token, body)
+    rss_before = current_rss_mb()
+    profiler = None
+    if profile_path:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    response = sync(event, Context())
+    seconds = time.perf_counter() - started
+    if profiler is not None and profile_path:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
+    answer = json.loads(response["body"])
+    job = answer.get("data") or {}
+    if response["statusCode"] != 200 or job.get("status") != "completed":
+        raise SystemExit(
+            f"sync did not complete: {response['statusCode']} {response['body'][:800]}"
+        )
+    streams = [s for src in job.get("sources", []) for s in src.get("streams", [])]
+    write_json(
+        result_path,
+        {
+            "seconds": seconds,
+            "rows": int(job.get("records_processed") or 0),
+            "expected_rows": int(rows),
+            "parts": sum(int(s.get("parts") or 0) for s in streams),
+            "parquet_bytes": sum(int(s.get("bytes") or 0) for s in streams),
+            "batch_size": int(batch_size),
+            "rss_before_sync_mb": rss_before,
+            "peak_rss_mb": peak_rss_mb(),
+            "job_id": job.get("job_id"),
+        },
+    )
+
+
+def _report_unit_failures() -> None:
+    """Print the traceback of any unit failure: the engine keeps only the exception's kind."""
+    import traceback
+
+    from datasources.sync import engine
+
+    describe = engine._describe
+
+    def describe_and_print(exc: BaseException) -> str:
+        traceback.print_exception(exc, file=sys.stderr)
+        return describe(exc)
+
+    engine._describe = describe_and_print  # diagnostics only; behaviour is unchanged
+
+
+def _token() -> str:
+    from bench.events import mint_token
+
+    return mint_token()
+
+
+if __name__ == "__main__":
+    main()
