@@ -17,7 +17,7 @@ import yaml  # noqa: E402
 from pydantic import BaseModel, TypeAdapter  # noqa: E402
 from pydantic.json_schema import models_json_schema  # noqa: E402
 
-from datasources.models import requests, responses  # noqa: E402
+from datasources.models import requests, responses, source_requests  # noqa: E402
 
 PREFIX = "/api/v1/data/{workspace_id}"
 ERRORS = {
@@ -35,10 +35,10 @@ ERRORS = {
 
 def build() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
-        requests.ConnectRequest,
+        source_requests.ConnectRequest,
         requests.SyncRequest,
         requests.CleanupRequest,
-        requests.TestConnectionRequest,
+        source_requests.TestConnectionRequest,
         responses.ConnectData,
         responses.SourceView,
         responses.SyncJobView,
@@ -79,7 +79,9 @@ def build() -> dict[str, Any]:
 
     def query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
         params = []
-        schema = TypeAdapter(model).json_schema()
+        # Shared types (e.g. Scope) are referenced in components, as in the request bodies.
+        schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.get("$defs", {}))
         required = set(schema.get("required", []))
         for name, prop in schema["properties"].items():
             prop = {k: v for k, v in prop.items() if k != "title"}

@@ -4,7 +4,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import CleanupRequest
-from datasources.observability import logger, metrics, tracer
+from datasources.observability import logger, metrics
 from datasources.services.sources import cleanup_sources
 
 
@@ -19,6 +19,5 @@ def route(request: ApiRequest[CleanupRequest]) -> ApiResult:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def handler(event: dict, context: object) -> dict:
     return route(event, context)

@@ -4,8 +4,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from datasources.http import ApiRequest, ApiResult, api_route
-from datasources.models.requests import ConnectRequest
-from datasources.observability import logger, metrics, tracer
+from datasources.models.source_requests import ConnectRequest
+from datasources.observability import logger, metrics
 from datasources.services.sources import connect_sources
 
 
@@ -22,6 +22,5 @@ def route(request: ApiRequest[ConnectRequest]) -> ApiResult:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def handler(event: dict, context: object) -> dict:
     return route(event, context)

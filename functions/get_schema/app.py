@@ -4,8 +4,9 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import SchemaQuery
-from datasources.observability import logger, metrics, tracer
+from datasources.observability import logger, metrics
 from datasources.services.sources import get_schema
+from datasources.tracing import tracer
 
 
 @api_route(query=SchemaQuery)

@@ -5,8 +5,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import SyncRequest
-from datasources.observability import logger, metrics, tracer
+from datasources.observability import logger, metrics
 from datasources.sync.engine import start_sync
+from datasources.tracing import tracer
 
 
 @api_route(body=SyncRequest)

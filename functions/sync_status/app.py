@@ -8,7 +8,7 @@ from datasources.errors import JobNotFound
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.common import JOB_ID_PATTERN
 from datasources.models.requests import JobQuery
-from datasources.observability import logger, metrics, tracer
+from datasources.observability import logger, metrics
 from datasources.sync.status import get_sync_job
 
 
@@ -23,6 +23,5 @@ def route(request: ApiRequest[JobQuery]) -> ApiResult:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def handler(event: dict, context: object) -> dict:
     return route(event, context)

@@ -3,9 +3,10 @@
 from aws_lambda_powertools.logging import correlation_paths
 
 from datasources.http import ApiRequest, ApiResult, api_route
-from datasources.models.requests import TestConnectionRequest
-from datasources.observability import logger, metrics, tracer
+from datasources.models.source_requests import TestConnectionRequest
+from datasources.observability import logger, metrics
 from datasources.services.sources import test_connection
+from datasources.tracing import tracer
 
 
 @api_route(body=TestConnectionRequest)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasources.config import get_settings
+
+if TYPE_CHECKING:
+    from datasources.dal.table import Table
 
 
 @cache
@@ -25,15 +28,11 @@ def client(service: str) -> Any:
 
 
 @cache
-def table() -> Any:
-    """The service's DynamoDB table (resource API: native types, no manual marshalling)."""
-    import boto3
+def table() -> Table:
+    """The service's DynamoDB table, with plain Python values in and out."""
+    from datasources.dal.table import Table
 
-    settings = get_settings()
-    resource = boto3.resource(
-        "dynamodb", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url
-    )
-    return resource.Table(settings.table_name)
+    return Table(client("dynamodb"), get_settings().table_name)
 
 
 def s3_client_factory(**kwargs: Any) -> Any:

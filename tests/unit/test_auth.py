@@ -203,3 +203,65 @@ def test_role_rules() -> None:
 
 def test_settings_default_is_hs256_only() -> None:
     assert Settings().jwt_algorithms == ["HS256"]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_tampered_payload_fails_the_hmac_check() -> None:
+    header, _, signature = jwt.encode(claims(), SECRET, algorithm="HS256").split(".")
+    forged = _b64(json.dumps(claims(organization="other-org")).encode())
+    with pytest.raises(Unauthorized, match="signature"):
+        auth.authenticate(bearer(f"{header}.{forged}.{signature}"))
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["a.b", "a.b.c.d", "e30.e30.", "!!.e30.abc", _b64(b"[1]") + "." + _b64(b"{}") + ".x"],
+)
+def test_tokens_that_are_not_three_base64url_parts_of_json_objects_are_malformed(
+    token: str,
+) -> None:
+    with pytest.raises(Unauthorized):
+        auth.authenticate(bearer(token))
+
+
+@pytest.mark.parametrize(
+    ("token_claims", "message"),
+    [
+        (claims(exp="tomorrow"), "'exp' must be a number"),
+        (claims(exp=True), "'exp' must be a number"),
+        (claims(nbf="soon"), "'nbf' must be a number"),
+        (claims(aud="someone-else"), "audience"),
+    ],
+)
+def test_malformed_time_claims_and_unexpected_audiences_are_refused(
+    token_claims: dict[str, object], message: str
+) -> None:
+    with pytest.raises(Unauthorized, match=message):
+        auth.authenticate(bearer(jwt.encode(token_claims, SECRET, algorithm="HS256")))
+
+
+def test_critical_header_extensions_are_refused() -> None:
+    token = jwt.encode(claims(), SECRET, algorithm="HS256", headers={"crit": ["exp"]})
+    with pytest.raises(Unauthorized, match="critical"):
+        auth.authenticate(bearer(token))
+
+
+def test_hs384_and_hs512_verify_when_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_ALGORITHMS", "HS384,HS512")
+    get_settings.cache_clear()
+    for algorithm in ("HS384", "HS512"):
+        token = jwt.encode(claims(), SECRET, algorithm=algorithm)
+        assert auth.authenticate(bearer(token)).sub == "user-1"
+    with pytest.raises(Unauthorized, match="algorithm"):
+        auth.authenticate(bearer(jwt.encode(claims(), SECRET, algorithm="HS256")))
+
+
+def test_the_leeway_is_thirty_seconds() -> None:
+    just_expired = jwt.encode(claims(exp=int(time.time()) - 10), SECRET, algorithm="HS256")
+    assert auth.authenticate(bearer(just_expired)).sub == "user-1"
+    long_expired = jwt.encode(claims(exp=int(time.time()) - 60), SECRET, algorithm="HS256")
+    with pytest.raises(Unauthorized, match="expired"):
+        auth.authenticate(bearer(long_expired))

@@ -13,7 +13,8 @@ from datasources.models.connection import (
     merge_secrets,
     split_secrets,
 )
-from datasources.models.requests import ConnectRequest, SourceConfigInput, SyncRequest
+from datasources.models.requests import SyncRequest
+from datasources.models.source_requests import ConnectRequest, SourceConfigInput
 
 PUBLISHED_SOURCES = [
     {

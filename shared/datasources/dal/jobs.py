@@ -13,7 +13,6 @@ import json
 import time
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
@@ -97,14 +96,6 @@ class StreamStateRecord(BaseModel):
     last_snapshot_job_id: str | None = None
 
 
-def _client() -> Any:
-    return aws.table().meta.client
-
-
-def _name() -> str:
-    return str(aws.table().name)
-
-
 def _now() -> int:
     return int(time.time())
 
@@ -126,7 +117,6 @@ def create_job(tenant: Tenant, job: JobRecord, *, lease_seconds: int, expires_at
     actions: list[dict[str, Any]] = [
         {
             "Put": {
-                "TableName": _name(),
                 "Item": {
                     "pk": tenant.pk,
                     "sk": job_sk(job.job_id),
@@ -143,7 +133,6 @@ def create_job(tenant: Tenant, job: JobRecord, *, lease_seconds: int, expires_at
         actions.append(
             {
                 "Update": {
-                    "TableName": _name(),
                     "Key": {"pk": tenant.pk, "sk": source_sk(source_id)},
                     "UpdateExpression": "SET lease_job = :job, lease_expires = :exp",
                     "ConditionExpression": "attribute_exists(pk) AND "
@@ -157,7 +146,7 @@ def create_job(tenant: Tenant, job: JobRecord, *, lease_seconds: int, expires_at
             }
         )
     try:
-        _client().transact_write_items(TransactItems=actions)
+        aws.table().transact_write_items(actions)
     except ClientError as exc:
         if _code(exc) != "TransactionCanceledException":
             raise StorageError("could not create the sync job") from exc
@@ -206,8 +195,8 @@ def get_job(tenant: Tenant, job_id: str) -> JobRecord | None:
 def get_units(tenant: Tenant, job_id: str) -> list[UnitRecord]:
     units: list[UnitRecord] = []
     params: dict[str, Any] = {
-        "KeyConditionExpression": Key("pk").eq(tenant.pk)
-        & Key("sk").begins_with(unit_sk(job_id, "")),
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+        "ExpressionAttributeValues": {":pk": tenant.pk, ":prefix": unit_sk(job_id, "")},
         "ConsistentRead": True,
     }
     while True:
@@ -270,7 +259,6 @@ def checkpoint(
     actions = [
         {
             "Update": {
-                "TableName": _name(),
                 "Key": {"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
                 "UpdateExpression": "SET seq = :next, resume_token = :tok, cursor_pending = :cur,"
                 " #cols = :cols ADD records :n, #bytes :b",
@@ -290,7 +278,6 @@ def checkpoint(
         },
         {
             "Update": {
-                "TableName": _name(),
                 "Key": {"pk": tenant.pk, "sk": job_sk(unit.job_id)},
                 "UpdateExpression": "ADD records_processed :n",
                 "ConditionExpression": "#s = :running",
@@ -300,7 +287,6 @@ def checkpoint(
         },
         {
             "Update": {
-                "TableName": _name(),
                 "Key": {"pk": tenant.pk, "sk": source_sk(unit.source_id)},
                 "UpdateExpression": "SET lease_expires = :exp",
                 "ConditionExpression": "lease_job = :job",
@@ -327,7 +313,6 @@ def _count_ended_unit(tenant: Tenant, job_id: str) -> dict[str, Any]:
     # with duplicate deliveries; the job is finished by whoever sees the count complete.
     return {
         "Update": {
-            "TableName": _name(),
             "Key": {"pk": tenant.pk, "sk": job_sk(job_id)},
             "UpdateExpression": "ADD units_ended :one",
             "ExpressionAttributeValues": {":one": 1},
@@ -348,7 +333,6 @@ def complete_unit(
         _count_ended_unit(tenant, unit.job_id),
         {
             "Update": {
-                "TableName": _name(),
                 "Key": {"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
                 "UpdateExpression": "SET #s = :done, finished_at = :t",
                 "ConditionExpression": "seq = :seq AND #s = :running",
@@ -366,7 +350,6 @@ def complete_unit(
         actions.append(
             {
                 "Put": {
-                    "TableName": _name(),
                     "Item": {
                         "pk": tenant.pk,
                         "sk": state_sk(unit.source_id, unit.stream),
@@ -403,7 +386,6 @@ def end_unit(
         _count_ended_unit(tenant, unit.job_id),
         {
             "Update": {
-                "TableName": _name(),
                 "Key": {"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
                 "UpdateExpression": expression,
                 "ConditionExpression": "NOT #s IN (:c, :f, :x)",
@@ -505,7 +487,7 @@ def cancel_source_jobs(tenant: Tenant, source_ids: list[str], finished_at: str) 
 
 def _transact(actions: list[dict[str, Any]], message: str) -> bool:
     try:
-        _client().transact_write_items(TransactItems=actions)
+        aws.table().transact_write_items(actions)
     except ClientError as exc:
         if _code(exc) == "TransactionCanceledException":
             return False

@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
@@ -80,11 +79,10 @@ def create_sources(tenant: Tenant, sources: list[SourceRecord]) -> None:
     """
     actions: list[dict[str, Any]] = []
     for source in sources:
-        actions.append({"Put": {"TableName": _table_name(), "Item": source.to_item(tenant)}})
+        actions.append({"Put": {"Item": source.to_item(tenant)}})
         actions.append(
             {
                 "Put": {
-                    "TableName": _table_name(),
                     "Item": {
                         "pk": tenant.pk,
                         "sk": name_sk(source.name),
@@ -96,7 +94,7 @@ def create_sources(tenant: Tenant, sources: list[SourceRecord]) -> None:
             }
         )
     try:
-        aws.table().meta.client.transact_write_items(TransactItems=actions)
+        aws.table().transact_write_items(actions)
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "TransactionCanceledException":
             reasons = exc.response.get("CancellationReasons", [])
@@ -120,16 +118,11 @@ def get_sources(tenant: Tenant, source_ids: list[str]) -> dict[str, SourceRecord
     """The tenant's sources among `source_ids`, by id (BatchGetItem, 100 keys a call)."""
     found: dict[str, SourceRecord] = {}
     unique = list(dict.fromkeys(source_ids))
-    client = aws.table().meta.client
     for start in range(0, len(unique), 100):
         keys = [{"pk": tenant.pk, "sk": source_sk(sid)} for sid in unique[start : start + 100]]
-        request: dict[str, Any] = {_table_name(): {"Keys": keys, "ConsistentRead": True}}
-        while request:
-            response = client.batch_get_item(RequestItems=request)
-            for item in response["Responses"].get(_table_name(), []):
-                record = SourceRecord.from_item(item)
-                found[record.id] = record
-            request = response.get("UnprocessedKeys") or {}
+        for item in aws.table().batch_get(keys):
+            record = SourceRecord.from_item(item)
+            found[record.id] = record
     return found
 
 
@@ -138,11 +131,14 @@ def list_sources(
 ) -> tuple[list[SourceRecord], str | None]:
     """One page of the tenant's sources (a Query, never a Scan) and the token for the next."""
     params: dict[str, Any] = {
-        "KeyConditionExpression": Key("pk").eq(tenant.pk) & Key("sk").begins_with("SOURCE#"),
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+        "ExpressionAttributeValues": {":pk": tenant.pk, ":prefix": "SOURCE#"},
         "Limit": limit,
     }
     if source_type:
-        params["FilterExpression"] = Attr("type").eq(source_type)
+        params["FilterExpression"] = "#type = :type"
+        params["ExpressionAttributeNames"] = {"#type": "type"}
+        params["ExpressionAttributeValues"][":type"] = source_type
     if next_token:
         params["ExclusiveStartKey"] = _decode_token(next_token, tenant)
     response = aws.table().query(**params)
@@ -168,19 +164,20 @@ def delete_sources(tenant: Tenant, sources: Iterable[SourceRecord]) -> None:
     for source in sources:
         keys.append({"pk": tenant.pk, "sk": source_sk(source.id)})
         keys.append({"pk": tenant.pk, "sk": name_sk(source.name)})
-        response = table.query(
-            KeyConditionExpression=Key("pk").eq(tenant.pk)
-            & Key("sk").begins_with(state_sk(source.id, "")),
-            ProjectionExpression="pk, sk",
-        )
-        keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in response.get("Items", []))
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": tenant.pk, ":prefix": state_sk(source.id, "")},
+            "ProjectionExpression": "pk, sk",
+        }
+        while True:
+            response = table.query(**params)
+            keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
     with table.batch_writer() as batch:
         for key in keys:
             batch.delete_item(Key=key)
-
-
-def _table_name() -> str:
-    return str(aws.table().name)
 
 
 def _encode_token(key: dict[str, Any]) -> str:

@@ -249,8 +249,6 @@ CONFIG_MODELS: dict[str, type[ConfigModel]] = {
     "file": FileConfig,
 }
 
-SourceType = Literal["database", "api", "file"]
-
 
 def parse_connection_config(source_type: str, config: dict[str, Any]) -> ConfigModel:
     """Validate a raw `connection_config` for its type (used where the type is not a tag)."""

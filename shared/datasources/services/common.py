@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from typing import TYPE_CHECKING
 
 from datasources.auth import Principal
-from datasources.connectors.base import UPDATE_CURSOR_NAMES, Connector, ConnectorContext
-from datasources.connectors.registry import get_connector
 from datasources.dal.keys import Tenant
-from datasources.dal.sources import SourceRecord
 from datasources.models.common import Scope
-from datasources.models.connection import ConfigModel, merge_secrets
+
+if TYPE_CHECKING:
+    from datasources.connectors.base import Connector, ConnectorContext
+    from datasources.dal.sources import SourceRecord
+    from datasources.models.connection import ConfigModel
+
+# Connector code and the connection-config models are imported inside the functions
+# that open a source, so list, status and cleanup never load them at cold start.
 
 
 def now_iso() -> str:
@@ -29,6 +34,7 @@ def tenant_for(principal: Principal, workspace_id: str, scope: Scope) -> Tenant:
 def connector_context(organization: str) -> ConnectorContext:
     from datasources import aws
     from datasources.config import get_settings
+    from datasources.connectors.base import ConnectorContext
 
     return ConnectorContext(
         settings=get_settings(),
@@ -39,11 +45,15 @@ def connector_context(organization: str) -> ConnectorContext:
 
 def open_config(config: ConfigModel, source_type: str, organization: str) -> Connector:
     """A connector for a config given in a request (test-connection)."""
+    from datasources.connectors.registry import get_connector
+
     return get_connector(source_type, config, connector_context(organization))
 
 
 def open_source(source: SourceRecord, organization: str) -> Connector:
     """A connector for a stored source, its secrets fetched from Secrets Manager."""
+    from datasources.connectors.registry import get_connector
+    from datasources.models.connection import merge_secrets
     from datasources.secrets_store import get_secrets
 
     config = merge_secrets(source.type, source.connection_config, get_secrets(source.secret_arn))
@@ -52,6 +62,8 @@ def open_source(source: SourceRecord, organization: str) -> Connector:
 
 def choose_cursor(candidates: list[str], requested: str | None) -> str | None:
     """The stream's cursor: the one asked for, else an update timestamp, else the first."""
+    from datasources.connectors.base import UPDATE_CURSOR_NAMES
+
     if requested:
         return requested
     lowered = {c.lower(): c for c in candidates}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasources.auth import Principal
 from datasources.config import get_settings
@@ -11,14 +11,7 @@ from datasources.dal import jobs as jobs_dal
 from datasources.dal import sources as sources_dal
 from datasources.dal.sources import SourceRecord
 from datasources.errors import SourceNotFound, ValidationFailed
-from datasources.models.connection import split_secrets
-from datasources.models.requests import (
-    CleanupRequest,
-    ConnectRequest,
-    ListQuery,
-    SchemaQuery,
-    TestConnectionRequest,
-)
+from datasources.models.requests import CleanupRequest, ListQuery, SchemaQuery
 from datasources.secrets_store import delete_secret, put_secrets
 from datasources.services.common import (
     choose_cursor,
@@ -28,6 +21,9 @@ from datasources.services.common import (
     open_source,
     tenant_for,
 )
+
+if TYPE_CHECKING:
+    from datasources.models.source_requests import ConnectRequest, TestConnectionRequest
 
 
 def source_view(source: SourceRecord) -> dict[str, Any]:
@@ -50,6 +46,8 @@ def connect_sources(
     principal: Principal, workspace_id: str, request: ConnectRequest
 ) -> list[dict[str, Any]]:
     """Save every source of the request, or none: secrets first, then one transaction."""
+    from datasources.models.connection import split_secrets
+
     principal.require_write(request.scope)
     limit = get_settings().max_sources_per_request
     if len(request.sources) > limit:
