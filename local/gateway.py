@@ -379,6 +379,9 @@ class LocalGateway:
         class RequestHandler(BaseHTTPRequestHandler):
             server_version = "local-apigateway"
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle on, a keep-alive client's
+            # delayed ACK adds ~40 ms to every response.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 self._dispatch("GET")
@@ -400,6 +403,13 @@ class LocalGateway:
 
             def do_HEAD(self) -> None:
                 self._dispatch("HEAD")
+
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (TRACE, QUERY, ...) is routed too, so it gets the
+                # envelope 404 API Gateway gives for a method no route has, not 501.
+                if name.startswith("do_") and name[3:].isalpha():
+                    return lambda: self._dispatch(name[3:])
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 # Replaced by one line per request in _dispatch.

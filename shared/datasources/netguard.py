@@ -61,10 +61,31 @@ def parse_ip_literal(host: str) -> IPAddress | None:
         return None
 
 
+# IPv6 prefixes that carry an IPv4 address a translator or relay would deliver to:
+# 6to4 (2002::/16) and NAT64 (64:ff9b::/96, RFC 6052; 64:ff9b:1::/48, RFC 8215, local use).
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def refusal_reason(address: IPAddress) -> str | None:
     """Why an address is not reachable from a deployed stack, or None when it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return refusal_reason(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        # 2002:a9fe:a9fe:: reaches 169.254.169.254 through a 6to4 relay: judge the IPv4 inside.
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return refusal_reason(embedded)
+        if address in _NAT64_LOCAL:
+            return "non-public"
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:

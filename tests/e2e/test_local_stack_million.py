@@ -81,7 +81,9 @@ def test_a_million_rows_sync_through_the_queue_with_rising_progress(
     assert job["records_processed"] == ROWS
     rising = sorted(set(seen))
     assert len(rising) >= 3, f"progress seen before completion: {rising}"
-    assert all(0 <= value < ROWS for value in rising)
+    # The last part's checkpoint lands just before the stream completes, so a poll may
+    # see the full count while the job is still running; never more than the total.
+    assert all(0 <= value <= ROWS for value in rising)
     stream = only_stream(job)
     assert stream["records"] == ROWS and stream["parts"] == ROWS // BATCH
 

@@ -375,7 +375,11 @@ class ApiConnector:
             raise ValidationFailed(
                 "base_url must use https (plain http is only allowed in local mode)"
             )
-        self._base = httpx.URL(config.base_url)
+        try:
+            self._base = httpx.URL(config.base_url)
+        except httpx.InvalidURL:
+            # e.g. an octal IPv4 host (0177.0.0.1), which httpx refuses to parse.
+            raise ValidationFailed("base_url is not a valid URL") from None
         self._query_key: tuple[str, str] | None = None
         self._secrets: list[str] = []
         headers = self._auth_headers()
