@@ -1,7 +1,7 @@
 """Unrestricted resource consumption (OWASP API4): each documented limit, at and past its
 value, through the real handlers; the infrastructure limits in template.yaml.
 
-Limits (docs/security.md lists them with their values):
+Limits (the README's Security section lists them with their values):
 request body 262,144 bytes (413) · 25 sources per connect · source name 1-128 characters
 of [A-Za-z0-9 _.-] · metadata 8 KiB as JSON · batch_size 1..100,000 · list limit 1..200 ·
 100 source_ids per request · token 8,192 bytes · API pagination max_pages 1..100,000

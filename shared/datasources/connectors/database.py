@@ -340,6 +340,10 @@ def from_jsonable(value: Any, column: Column) -> Any:
     return value
 
 
+class FastPathUnavailable(Exception):
+    """Raised by an engine's `_stream_arrow` to go on with `_stream_rows` instead."""
+
+
 # ---------------------------------------------------------------- read plan
 
 
@@ -416,6 +420,18 @@ class SqlConnector(ABC):
         self, meta: StreamMeta, plan: ReadPlan, batch_size: int
     ) -> Generator[list[tuple[Any, ...]], None, None]:
         """Rows in plan order, after the plan's position, in lists of at most batch_size."""
+
+    def _stream_arrow(
+        self, meta: StreamMeta, plan: ReadPlan, batch_size: int
+    ) -> Generator[pa.Table, None, None] | None:
+        """Optional fast path: Arrow tables typed as `arrow_schema(columns)`, else None.
+
+        Same order, position and batch sizes as `_stream_rows`, which serves the reads
+        this returns None for. It may raise `FastPathUnavailable` before any table or
+        between tables: the read then goes on with `_stream_rows` from the position of
+        the last table yielded (the plan's `after` and `offset` follow every batch).
+        """
+        return None
 
     @abstractmethod
     def _read_error(self, exc: Exception, stream: str) -> Exception:
@@ -564,6 +580,7 @@ class SqlConnector(ABC):
         schema = arrow_schema(columns)
         index = {c.name: i for i, c in enumerate(columns)}
         key_idx = [index[c.name] for c in plan.key]
+        cursor_idx = index[plan.cursor.name] if plan.cursor is not None else None
         cursor_state = state.cursor_state if plan.cursor is not None else None
         last_json: list[Any] | None = None
         if state.resume_token is not None:
@@ -571,31 +588,59 @@ class SqlConnector(ABC):
         produced = 0
         nothing_to_read = plan.cursor is not None and plan.upper is None
         if not nothing_to_read:
-            rows_iter = self._stream_rows(meta, plan, batch_size)
+            source: Generator[Any, None, None] | None = self._guarded(
+                stream, lambda: self._stream_arrow(meta, plan, batch_size)
+            )
+            fast = source is not None
+            if source is None:
+                source = self._stream_rows(meta, plan, batch_size)
             try:
                 while True:
                     try:
-                        rows = next(rows_iter, None)
+                        item = next(source, None)
+                    except FastPathUnavailable:
+                        # Go on with the row path from the last batch yielded.
+                        source.close()
+                        source = self._stream_rows(meta, plan, batch_size)
+                        fast = False
+                        continue
                     except (ConnectionFailed, SourceReadError, ValidationFailed):
                         raise
                     except self.driver_errors as exc:
                         raise self._read_error(exc, stream) from None
-                    if not rows:
+                    if item is None:
                         break
-                    records, notes = rows_to_arrow(schema, columns, rows)
-                    last_row = rows[-1]
-                    plan.offset += len(rows)
+                    if fast:
+                        records: pa.Table = item
+                        notes: list[str] = []
+                        count = records.num_rows
+                        if not count:
+                            break
+                        last_row: Any = _last_row(records, key_idx, cursor_idx)
+                    else:
+                        if not item:
+                            break
+                        records, notes = rows_to_arrow(schema, columns, item)
+                        count = len(item)
+                        last_row = item[-1]
+                    plan.offset += count
                     if key_idx:
                         last_json = [
                             to_jsonable(last_row[i], c)
                             for i, c in zip(key_idx, plan.key, strict=True)
                         ]
-                    if plan.cursor is not None:
+                        if plan.mode == "keyset":
+                            # Typed as a resumed run would read them from the token.
+                            plan.after = [
+                                from_jsonable(v, c)
+                                for v, c in zip(last_json, plan.key, strict=True)
+                            ]
+                    if plan.cursor is not None and cursor_idx is not None:
                         cursor_state = {
-                            "value": to_jsonable(last_row[index[plan.cursor.name]], plan.cursor),
+                            "value": to_jsonable(last_row[cursor_idx], plan.cursor),
                             "pk": (last_json or [])[1:] if plan.mode == "keyset" else [],
                         }
-                    produced += len(rows)
+                    produced += count
                     yield Batch(
                         records=records,
                         resume_token=self._token(plan, last_json),
@@ -604,9 +649,9 @@ class SqlConnector(ABC):
                     )
             finally:
                 # Closing the row generator now (not at garbage collection) ends the
-                # server-side cursor / unbuffered result when the caller stops early.
+                # server-side cursor / unbuffered result / COPY when the caller stops early.
                 try:
-                    rows_iter.close()
+                    source.close()
                 except self.driver_errors:
                     self.close()
         if produced == 0:
@@ -620,6 +665,13 @@ class SqlConnector(ABC):
                 if plan.cursor is None
                 else ["no new rows since last sync"],
             )
+
+
+def _last_row(table: pa.Table, key_idx: Sequence[int], cursor_idx: int | None) -> dict[int, Any]:
+    """The last row's key and cursor values of an Arrow batch, by column index, as Python."""
+    last = table.num_rows - 1
+    wanted = {*key_idx, *([cursor_idx] if cursor_idx is not None else [])}
+    return {i: table.column(i)[last].as_py() for i in wanted}
 
 
 def open_database_connector(config: DatabaseConfig, context: ConnectorContext) -> Connector:

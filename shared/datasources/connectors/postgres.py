@@ -1,23 +1,31 @@
 """PostgreSQL engine of the `database` connector (psycopg 3, imported here only).
 
-Reads stream through a server-side (named) cursor inside a read-only transaction, so
-memory stays bounded by the batch size whatever the table's size. Catalog facts come
-from pg_catalog in one query per kind (relations, columns, primary keys).
+Keyset reads whose key leads a btree index run one `COPY (SELECT ... LIMIT batch_size)
+TO STDOUT (FORMAT csv)` per batch inside a read-only transaction, parsed by Arrow's CSV
+reader straight into the stream's Arrow schema (no Python object per value). Other reads
+(resumed by offset, an unindexed key, a time column) and any batch holding a value text
+cannot carry exactly (NaN numeric, infinite or BC dates...) go through a server-side
+(named) cursor with binary transfer, from the last batch's position. Either way memory
+stays bounded by the batch size whatever the table's size. Catalog facts come from
+pg_catalog in one query per kind (relations, columns, primary keys).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any
+import select
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
 from datasources.connectors.database import (
+    FastPathUnavailable,
     ReadPlan,
     SqlConnector,
     StreamMeta,
+    arrow_schema,
     cursor_candidates,
     decimal_fits_arrow,
     effective_ssl_mode,
@@ -25,6 +33,9 @@ from datasources.connectors.database import (
 )
 from datasources.errors import ConnectionFailed, SourceReadError
 from datasources.models.connection import DatabaseConfig
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Base type name (domains resolved) -> normalized type. Anything else is a string.
 _PG_TYPES: dict[str, NormalizedType] = {
@@ -86,6 +97,136 @@ def _select_expr(column: Column, base_typname: str) -> sql.Composable:
     return sql.SQL("{} AS {}").format(expr, sql.Identifier(column.name))
 
 
+# Column kinds the COPY (CSV) path reads; a stream with any other kind (time: PostgreSQL's
+# 24:00:00 and the loader's handling of it) is read by the row path.
+_COPY_KINDS = {
+    "integer",
+    "number",
+    "decimal",
+    "boolean",
+    "date",
+    "timestamp",
+    "timestamp_tz",
+    "string",
+    "json",
+    "array",
+    "binary",
+}
+
+
+def _copy_expr(column: Column, base_typname: str) -> sql.Composable:
+    """The select expression of a column in the COPY path: its text must parse exactly."""
+    ident = sql.SQL("t.") + sql.Identifier(column.name)
+    if column.type == "binary":
+        # Hex whatever bytea_output says; decoded after parsing.
+        expr: sql.Composable = sql.SQL("encode({}, 'hex')").format(ident)
+    elif column.type == "number" and base_typname == "float4":
+        # The exact float8 of the float4 value, as binary transfer gives it; float8 text
+        # is the shortest exact form (extra_float_digits >= 1, PostgreSQL 12+).
+        expr = sql.SQL("{}::float8").format(ident)
+    else:
+        return _select_expr(column, base_typname)
+    return sql.SQL("{} AS {}").format(expr, sql.Identifier(column.name))
+
+
+class _CopyParser:
+    """CSV bytes of one batch -> an Arrow table of the stream's schema, or FastPathUnavailable."""
+
+    def __init__(self, columns: Sequence[Column]) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        self._pa = pa
+        self._pacsv = pacsv
+        self.schema = arrow_schema(columns)
+        self.binary = [i for i, c in enumerate(columns) if c.type == "binary"]
+        read_types = {
+            f.name: (pa.string() if i in self.binary else f.type) for i, f in enumerate(self.schema)
+        }
+        self.read_options = pacsv.ReadOptions(
+            column_names=[c.name for c in columns], block_size=1 << 22
+        )
+        self.parse_options = pacsv.ParseOptions(newlines_in_values=True)
+        self.convert_options = pacsv.ConvertOptions(
+            column_types=read_types,
+            # COPY writes NULL as an unquoted empty field and '' as "": only the former
+            # is null, and no other text ('NA', 'NULL', 'nan'...) is.
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        )
+
+    def parse(self, data: bytearray, rows: int) -> pa.Table:
+        pa = self._pa
+        try:
+            table = self._pacsv.read_csv(
+                pa.py_buffer(data),
+                read_options=self.read_options,
+                parse_options=self.parse_options,
+                convert_options=self.convert_options,
+            )
+            if table.num_rows != rows:
+                raise FastPathUnavailable
+            if self.binary:
+                arrays = list(table.columns)
+                for i in self.binary:
+                    arrays[i] = pa.array(
+                        [None if v is None else bytes.fromhex(v) for v in arrays[i].to_pylist()],
+                        type=pa.binary(),
+                    )
+                return pa.Table.from_arrays(arrays, schema=self.schema)
+            if not table.schema.equals(self.schema):
+                table = table.cast(self.schema)
+            return table
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+            # A value text cannot carry into the Arrow type (NaN numeric, 'infinity',
+            # a BC date, year > 9999...): the row path reads it with its notes/errors.
+            raise FastPathUnavailable from None
+
+
+def _read_copy(conn: psycopg.Connection[Any], copy: psycopg.Copy, data: bytearray) -> int:
+    """Append a COPY TO's rows to `data`; returns how many (one COPY message is one row).
+
+    Rows libpq already holds are taken with non-blocking PQgetCopyData calls, which cost
+    a fraction of psycopg's `Copy.read()` per row; only when libpq's buffer is empty does
+    `Copy.read()` wait for the socket, so timeouts and interrupts work as they always do.
+    """
+    pgconn = conn.pgconn
+    get = pgconn.get_copy_data
+    read = copy.read
+    rows = 0
+    while True:
+        nbytes, chunk = get(1)
+        if nbytes > 0:
+            data += chunk
+            rows += 1
+        elif nbytes == 0:
+            waited = read()
+            if not waited:
+                return rows
+            data += waited
+            rows += 1
+        else:
+            break
+    # -1: the end of the COPY was in libpq's buffer too; collect its result here
+    # (psycopg raises on -2). The final result says whether the statement succeeded.
+    results = []
+    while True:
+        while pgconn.is_busy():
+            select.select([pgconn.socket], [], [], 1.0)
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            break
+        results.append(result)
+    for result in results:
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+    return rows
+
+
 class PostgresConnector(SqlConnector):
     """A PostgreSQL database; streams are named `schema.table`."""
 
@@ -96,6 +237,11 @@ class PostgresConnector(SqlConnector):
         super().__init__(config, context)
         self._conn: psycopg.Connection[Any] | None = None
         self._select_exprs: dict[str, list[sql.Composable]] = {}
+        self._copy_exprs: dict[str, list[sql.Composable]] = {}
+        # The connection whose session settings were found fit for the COPY path.
+        self._copy_checked: psycopg.Connection[Any] | None = None
+        self._copy_fit = False
+        self._server_version = 0
         # Unique cursor names: a read abandoned without close must not block the next one.
         self._cursor_seq = 0
 
@@ -286,8 +432,8 @@ class PostgresConnector(SqlConnector):
 
     def _catalog(
         self, rel_filter: sql.Composable, params: dict[str, Any]
-    ) -> list[tuple[Table, str, str, list[sql.Composable]]]:
-        """(table, schema, name, select expressions) for the relations the filter keeps."""
+    ) -> list[tuple[Table, str, str, list[sql.Composable], list[sql.Composable]]]:
+        """(table, schema, name, select and COPY expressions) of the relations kept."""
         conn = self._connection()
         rel_where = sql.SQL(
             "c.relkind IN " + _RELKINDS + " AND NOT c.relispartition AND {}"
@@ -337,6 +483,7 @@ class PostgresConnector(SqlConnector):
 
         columns: dict[tuple[str, str], list[Column]] = {}
         exprs: dict[tuple[str, str], list[sql.Composable]] = {}
+        copy_exprs: dict[tuple[str, str], list[sql.Composable]] = {}
         for schema, rel, name, native, notnull, base, category in column_rows:
             column = Column(
                 name=name,
@@ -346,6 +493,7 @@ class PostgresConnector(SqlConnector):
             )
             columns.setdefault((schema, rel), []).append(column)
             exprs.setdefault((schema, rel), []).append(_select_expr(column, base))
+            copy_exprs.setdefault((schema, rel), []).append(_copy_expr(column, base))
         pks: dict[tuple[str, str], list[str]] = {}
         for schema, rel, name in pk_rows:
             pks.setdefault((schema, rel), []).append(name)
@@ -365,7 +513,15 @@ class PostgresConnector(SqlConnector):
                 row_count_estimate=estimate,
                 kind=_KINDS.get(kind, "table"),
             )
-            out.append((table, schema, rel, exprs.get((schema, rel), [])))
+            out.append(
+                (
+                    table,
+                    schema,
+                    rel,
+                    exprs.get((schema, rel), []),
+                    copy_exprs.get((schema, rel), []),
+                )
+            )
         return out
 
     def _discover(self) -> list[Table]:
@@ -375,7 +531,7 @@ class PostgresConnector(SqlConnector):
         except psycopg.Error as exc:
             self._drop()
             raise self._connect_error(exc) from None
-        return [t for t, schema, rel, _ in catalog if is_selected(self.config, t.name, rel)]
+        return [t for t, _, rel, _, _ in catalog if is_selected(self.config, t.name, rel)]
 
     # ---- read
 
@@ -384,9 +540,10 @@ class PostgresConnector(SqlConnector):
         # Names may contain dots, so match the whole `schema.table` text, not a split.
         where = sql.SQL("{} AND n.nspname || '.' || c.relname = %(stream)s").format(where)
         catalog = self._catalog(where, {**params, "stream": stream})
-        for table, schema, rel, exprs in catalog:
+        for table, schema, rel, exprs, copy_exprs in catalog:
             if table.name == stream and is_selected(self.config, stream, rel):
                 self._select_exprs[stream] = exprs
+                self._copy_exprs[stream] = copy_exprs
                 return StreamMeta(table=table, schema_name=schema, table_name=rel)
         return None
 
@@ -407,8 +564,11 @@ class PostgresConnector(SqlConnector):
             row = cur.fetchone()
         return row[0] if row else None
 
-    def _query(self, meta: StreamMeta, plan: ReadPlan) -> tuple[sql.Composed, list[Any]]:
-        exprs = self._select_exprs[meta.table.name]
+    def _query(
+        self, meta: StreamMeta, plan: ReadPlan, exprs: list[sql.Composable] | None = None
+    ) -> tuple[sql.Composed, list[Any]]:
+        if exprs is None:
+            exprs = self._select_exprs[meta.table.name]
         where: list[sql.Composable] = []
         params: list[Any] = []
         cursor = plan.cursor
@@ -464,6 +624,101 @@ class PostgresConnector(SqlConnector):
                     yield rows
                     if len(rows) < batch_size:
                         break
+            finished = True
+        finally:
+            if not finished and self._conn is not None and self._conn.closed:
+                self._conn = None
+
+    # ---- read: COPY
+
+    def _copy_session_fit(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether this session's text output parses back exactly (checked once per connection)."""
+        if self._copy_checked is not conn:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT current_setting('DateStyle') LIKE 'ISO%%' "
+                    "AND current_setting('extra_float_digits')::int >= 1, "
+                    "current_setting('server_version_num')::int"
+                )
+                row = cur.fetchone()
+            self._copy_fit = (
+                row is not None
+                and bool(row[0])
+                and int(row[1]) >= 120000
+                and conn.info.encoding == "utf-8"
+            )
+            self._server_version = int(row[1]) if row else 0
+            self._copy_checked = conn
+        return self._copy_fit
+
+    def _key_indexed(self, conn: psycopg.Connection[Any], meta: StreamMeta, key: list[str]) -> bool:
+        """Whether a btree index leads with the key, so each batch is one short index scan.
+
+        A key the index covers only in part (cursor, pk...) is served with an incremental
+        sort (PostgreSQL 13+). Without such an index every batch would sort the rest of
+        the table: those reads keep one server-side cursor (the row path).
+        """
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) "
+                "WITH ORDINALITY AS u(attnum, ord) LEFT JOIN pg_attribute a "
+                "ON a.attrelid = i.indrelid AND a.attnum = u.attnum ORDER BY u.ord) "
+                "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+                "JOIN pg_am am ON am.oid = ic.relam "
+                "JOIN pg_class c ON c.oid = i.indrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s AND i.indisvalid "
+                "AND i.indpred IS NULL AND am.amname = 'btree'",
+                (meta.schema_name, meta.table_name),
+            )
+            indexes = [list(row[0]) for row in cur.fetchall()]
+        for columns in indexes:
+            prefix = 0
+            while prefix < min(len(columns), len(key)) and columns[prefix] == key[prefix]:
+                prefix += 1
+            if prefix == len(key) or (prefix >= 1 and self._server_version >= 130000):
+                return True
+        return False
+
+    def _stream_arrow(
+        self, meta: StreamMeta, plan: ReadPlan, batch_size: int
+    ) -> Generator[pa.Table, None, None] | None:
+        columns = meta.table.columns
+        if plan.mode != "keyset" or not plan.key:
+            return None  # resumed by offset: one server-side cursor reads it in one pass
+        if not columns or any(c.type not in _COPY_KINDS for c in columns):
+            return None
+        conn = self._connection()
+        if not self._copy_session_fit(conn) or not self._key_indexed(conn, meta, plan.key_names):
+            return None
+        return self._copy_tables(meta, plan, batch_size)
+
+    def _copy_tables(
+        self, meta: StreamMeta, plan: ReadPlan, batch_size: int
+    ) -> Generator[pa.Table, None, None]:
+        """Arrow tables of batch_size rows, each from one COPY after the last batch's key.
+
+        One statement per batch, like one FETCH of a cursor: the statement timeout bounds
+        each batch, and nothing stays open on the server while the caller works.
+        """
+        conn = self._connection()
+        parser = _CopyParser(meta.table.columns)
+        exprs = self._copy_exprs[meta.table.name]
+        finished = False
+        try:
+            while True:
+                # plan.after is the last key of the batch yielded before (see _batches).
+                query, params = self._query(meta, plan, exprs)
+                statement = sql.SQL("COPY ({} LIMIT {}) TO STDOUT (FORMAT csv)").format(
+                    query, sql.Literal(batch_size)
+                )
+                data = bytearray()
+                with conn.transaction(), conn.cursor() as cur, cur.copy(statement, params) as copy:
+                    rows = _read_copy(conn, copy, data)
+                if rows:
+                    yield parser.parse(data, rows)
+                if rows < batch_size:
+                    break
             finished = True
         finally:
             if not finished and self._conn is not None and self._conn.closed:
