@@ -291,7 +291,9 @@ def test_a_backend_killed_mid_read_is_retried_from_its_checkpoint_without_duplic
     assert calls["killed"] == 1
     assert result["batchItemFailures"], "the broken read must be retried"
     running = status(stack, job_id)
-    assert running["status"] == "running" and running["records_processed"] == 1000
+    # Batches read ahead before the kill may still be written; the rest must wait.
+    assert running["status"] == "running"
+    assert 1000 <= running["records_processed"] < 3000
     stream = only_stream(running)
     assert "connection to PostgreSQL was lost" in (stream["error"] or ""), stream
     assert stream["attempts"] >= 1

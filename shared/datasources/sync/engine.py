@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from datasources import aws
 from datasources.auth import Principal
 from datasources.config import get_settings
-from datasources.connectors.base import Column, Connector, StreamState, Table
+from datasources.connectors.base import Batch, Column, Connector, StreamState, Table
 from datasources.dal import jobs as jobs_dal
 from datasources.dal import sources as sources_dal
 from datasources.dal.jobs import TERMINAL, JobRecord, StreamStateRecord, UnitRecord
@@ -28,6 +28,7 @@ from datasources.dal.sources import SourceRecord
 from datasources.errors import DataSourcesError, SourceNotFound, ValidationFailed
 from datasources.models.requests import SyncOptions, SyncRequest
 from datasources.services.common import choose_cursor, new_id, now_iso, open_source, tenant_for
+from datasources.sync.readahead import ReadAhead
 from datasources.sync.status import job_status
 
 RemainingMillis = Callable[[], int]
@@ -206,8 +207,6 @@ def _run_unit(
     tenant: Tenant, job: JobRecord, unit: UnitRecord, connector: Connector, deadline: float
 ) -> UnitOutcome:
     """Work `unit` from its checkpoint until it completes or `deadline` passes."""
-    from datasources.sync import writer
-
     settings = get_settings()
     if not jobs_dal.start_unit(tenant, unit, now_iso()):
         return UnitOutcome("stopped")
@@ -220,9 +219,33 @@ def _run_unit(
         resume_token=unit.resume_token,
     )
     pending = unit.cursor_pending
-    written_columns: list[dict[str, str]] = []
+    reader = ReadAhead(connector.read(unit.stream, state, batch_size))
+    try:
+        return _write_batches(
+            tenant, job, unit, reader, columns, fmt, pending, settings.job_lease_seconds, deadline
+        )
+    finally:
+        reader.close()
+
+
+def _write_batches(
+    tenant: Tenant,
+    job: JobRecord,
+    unit: UnitRecord,
+    batches: Iterable[Batch],
+    columns: list[Column],
+    fmt: str,
+    pending: dict[str, Any] | None,
+    lease_seconds: int,
+    deadline: float,
+) -> UnitOutcome:
+    """One part and one checkpoint per batch, until the batches end or time runs out."""
+    from datasources.sync import writer
+
+    settings = get_settings()
     s3 = aws.client("s3")
-    for batch in connector.read(unit.stream, state, batch_size):
+    written_columns: list[dict[str, str]] = []
+    for batch in batches:
         if batch.num_rows == 0:
             # An empty batch has no position of its own: a continuation that finds
             # nothing left must keep this run's position, not the one it started from.
@@ -249,7 +272,7 @@ def _run_unit(
             resume_token=batch.resume_token,
             cursor_pending=pending,
             columns=unit.columns,
-            lease_seconds=settings.job_lease_seconds,
+            lease_seconds=lease_seconds,
         ):
             # Another delivery moved this unit on, or the job was cancelled: stop here.
             current = jobs_dal.get_job(tenant, job.job_id)
