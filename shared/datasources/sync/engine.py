@@ -264,11 +264,12 @@ def _write_batches(
         )
         pending = batch.cursor_state or pending
         written_columns = _merge_columns(written_columns, writer.arrow_columns(table))
+        records, size = table.num_rows, len(body)
         if not jobs_dal.checkpoint(
             tenant,
             unit,
-            records=table.num_rows,
-            size=len(body),
+            records=records,
+            size=size,
             resume_token=batch.resume_token,
             cursor_pending=pending,
             columns=unit.columns,
@@ -281,9 +282,13 @@ def _write_batches(
                     tenant, unit, status="cancelled", error=None, finished_at=now_iso()
                 )
             return UnitOutcome("stopped")
+        # Hand the batch's buffers back now: without it the allocator keeps them, and a
+        # long sync's peak memory creeps up with the number of batches, not their size.
+        del table, body
+        writer.release_memory()
         unit.seq += 1
-        unit.records += table.num_rows
-        unit.bytes += len(body)
+        unit.records += records
+        unit.bytes += size
         unit.resume_token = batch.resume_token
         unit.cursor_pending = pending
         if time.monotonic() >= deadline:

@@ -2,8 +2,8 @@
 
 A connector spends its time waiting on the source (or parsing what it sent); the engine
 spends its own encoding Parquet and waiting on S3 and DynamoDB. One producer thread
-keeps at most one batch ready ahead of the writer, so the two overlap and memory stays
-bounded by a few batches. The connector is driven from the producer thread only (a
+reads batch k+1 while the writer works on batch k, and starts on k+2 only once the
+writer has taken k+1: at most two batches are held at once, whatever the table size. The connector is driven from the producer thread only (a
 database connection is never shared between threads), and closed there.
 """
 
@@ -25,6 +25,7 @@ class ReadAhead:
     def __init__(self, batches: Iterator[Batch]) -> None:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
+        self._taken = threading.Event()
         self._thread = threading.Thread(
             target=self._produce, args=(batches,), name="sync-read-ahead", daemon=True
         )
@@ -33,6 +34,7 @@ class ReadAhead:
     def __iter__(self) -> Iterator[Batch]:
         while True:
             kind, value = self._queue.get()
+            self._taken.set()
             if kind == "batch":
                 yield value
             elif kind == "end":
@@ -71,10 +73,15 @@ class ReadAhead:
                 close()
 
     def _put(self, item: tuple[str, Any]) -> bool:
+        """Hand over one item and wait until the writer has taken it (False: stopped)."""
+        self._taken.clear()
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=_POLL_SECONDS)
             except queue.Full:
                 continue
-            return True
+            while not self._stop.is_set():
+                if self._taken.wait(_POLL_SECONDS):
+                    return True
+            return False
         return False
