@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from datasources.auth import Principal, authenticate
 from datasources.config import get_settings
@@ -225,8 +225,3 @@ def error_response(exc: DataSourcesError, request_id: str) -> dict[str, Any]:
     if exc.details:
         data.update(exc.details)
     return envelope(exc.status_code, "error", exc.message, data, request_id)
-
-
-def model_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """JSON schema of a model (for the OpenAPI generator)."""
-    return model.model_json_schema()
