@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from datasources import aws
 from datasources.config import get_settings
 from datasources.errors import StorageError
-from datasources.models.connection import PathKey
+from datasources.models.common import PathKey
 
 SecretPaths = list[tuple[list[PathKey], str]]
 

@@ -23,6 +23,8 @@ SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_PATTERN)]
 
 
 SourceType = Literal["database", "api", "file"]
+# A step of the path to a secret field inside a connection config (key or list index).
+PathKey = str | int
 
 
 class Scope(StrEnum):

@@ -21,9 +21,7 @@ from pydantic import (
 )
 
 from datasources.errors import ValidationFailed
-from datasources.models.common import MASK
-
-PathKey = str | int
+from datasources.models.common import MASK, PathKey
 
 
 class ConfigModel(BaseModel):

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from datasources.auth import Principal
 from datasources.config import get_settings
-from datasources.dal import jobs as jobs_dal
 from datasources.dal import sources as sources_dal
 from datasources.dal.sources import SourceRecord
 from datasources.errors import SourceNotFound, ValidationFailed
@@ -113,7 +112,10 @@ def cleanup_sources(
         found = sources_dal.get_sources(tenant, request.source_ids)
         targets = list(found.values())
         not_found = [sid for sid in dict.fromkeys(request.source_ids) if sid not in found]
-    cancelled = jobs_dal.cancel_source_jobs(tenant, [s.id for s in targets], now_iso())
+    # Imported here: only cleanup touches jobs, and list shares this module.
+    from datasources.dal.jobs import cancel_source_jobs
+
+    cancelled = cancel_source_jobs(tenant, [s.id for s in targets], now_iso())
     sources_dal.delete_sources(tenant, targets)
     for source in targets:
         delete_secret(source.secret_arn)
