@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REQS := requirements-dev.txt shared/requirements.txt layers/connector_deps/requirements.txt
 
-.PHONY: dev test lint typecheck venv databases build cfn-lint
+.PHONY: dev test lint typecheck venv databases build cfn-lint openapi bench
 
 $(VENV)/.installed: $(REQS)
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: venv databases
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# openapi.yaml is generated from the pydantic models; tests/unit/test_openapi.py fails when stale.
+openapi: venv
+	$(PY) scripts/gen_openapi.py
 
 typecheck: venv
 	$(VENV)/bin/mypy
