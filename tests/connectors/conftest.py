@@ -8,7 +8,6 @@ DS_SKIP_DB_TESTS=1 says on purpose that this machine has no databases.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -18,30 +17,17 @@ from datasources.connectors.base import ConnectorContext
 from tests.connectors import db_fixtures as fx
 
 
-def _reachable(connect: Any, what: str, port: int) -> None:
-    if fx.SKIP:
-        pytest.skip("DS_SKIP_DB_TESTS=1: database tests skipped on purpose")
-    try:
-        connect().close()
-    except Exception as exc:
-        pytest.fail(
-            f"{what} is not reachable on {fx.HOST}:{port} ({type(exc).__name__}); "
-            "run `scripts/databases.sh start` first",
-            pytrace=False,
-        )
-
-
 @pytest.fixture(scope="session")
 def pg_fixtures() -> None:
     """The ds_fx schema, built once per session."""
-    _reachable(fx.pg_connect, "PostgreSQL", fx.PG_PORT)
+    fx.require_server(fx.pg_connect, "PostgreSQL", fx.PG_PORT)
     fx.build_pg_fixtures()
 
 
 @pytest.fixture(scope="session")
 def my_fixtures() -> None:
     """The ds_fx database, built once per session."""
-    _reachable(fx.my_connect, "MariaDB", fx.MYSQL_PORT)
+    fx.require_server(fx.my_connect, "MariaDB", fx.MYSQL_PORT)
     fx.build_my_fixtures()
 
 

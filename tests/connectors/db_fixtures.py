@@ -262,3 +262,19 @@ def my_config(**overrides: Any) -> DatabaseConfig:
     }
     values.update(overrides)
     return DatabaseConfig.model_validate(values)
+
+
+def require_server(connect: Any, what: str, port: int) -> None:
+    """Fail (not skip) when a test database is down: CI always starts both servers."""
+    import pytest
+
+    if SKIP:
+        pytest.skip("DS_SKIP_DB_TESTS=1: database tests skipped on purpose")
+    try:
+        connect().close()
+    except Exception as exc:
+        pytest.fail(
+            f"{what} is not reachable on {HOST}:{port} ({type(exc).__name__}); "
+            "run `scripts/databases.sh start` first",
+            pytrace=False,
+        )

@@ -25,7 +25,7 @@ from datasources.models.connection import (
     merge_secrets,
     split_secrets,
 )
-from tests.support.fake_api import FakeApi
+from tests.support.fake_api import RECORD_TYPES, FakeApi
 
 LOCAL = ConnectorContext(settings=Settings(local_mode=True))
 N = 3000
@@ -435,18 +435,7 @@ def test_engine_chosen_cursor_without_a_request_parameter_filters_client_side(
 def test_discover_infers_types_keys_and_cursor_candidates(api: FakeApi) -> None:
     (table,) = connector(config(api, "/items/page", {"kind": "page"})).discover()
     types = {c.name: c.type for c in table.columns}
-    assert types == {
-        "id": "integer",
-        "name": "string",
-        "price": "number",
-        "active": "boolean",
-        "created_at": "timestamp_tz",
-        "updated_at": "timestamp_tz",
-        "ship_date": "date",
-        "tags": "json",
-        "meta": "json",
-        "note": "string",
-    }
+    assert types == RECORD_TYPES
     assert table.primary_key == ["id"]
     assert table.cursor_candidates == ["updated_at"]
     assert table.row_count_estimate is None  # paginated: the sample is not the whole

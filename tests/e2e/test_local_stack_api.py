@@ -28,7 +28,7 @@ from tests.e2e.helpers import (
     post,
     sync,
 )
-from tests.support.fake_api import DEFAULT_API_KEY, FakeApi
+from tests.support.fake_api import DEFAULT_API_KEY, RECORD_TYPES, FakeApi
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import LocalStack
@@ -132,18 +132,7 @@ def test_minimal_api_config_test_schema_sync_and_incremental(
     (table,) = schema["tables"]
     assert table["name"] == "orders"
     types = {c["name"]: c["type"] for c in table["columns"]}
-    assert types == {
-        "id": "integer",
-        "name": "string",
-        "price": "number",
-        "active": "boolean",
-        "created_at": "timestamp_tz",
-        "updated_at": "timestamp_tz",
-        "ship_date": "date",
-        "tags": "json",
-        "meta": "json",
-        "note": "string",
-    }
+    assert types == RECORD_TYPES
     assert table["primary_key"] == ["id"]
     assert table["cursor_field"] == "updated_at"
 

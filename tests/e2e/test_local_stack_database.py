@@ -43,19 +43,6 @@ ROWS = 40
 NULL_ROW = 2
 
 
-def _reachable(connect_fn: Any, what: str, port: int) -> None:
-    if fx.SKIP:
-        pytest.skip("DS_SKIP_DB_TESTS=1: database tests skipped on purpose")
-    try:
-        connect_fn().close()
-    except Exception as exc:
-        pytest.fail(
-            f"{what} is not reachable on {fx.HOST}:{port} ({type(exc).__name__}); "
-            "run `scripts/databases.sh start` first",
-            pytrace=False,
-        )
-
-
 @pytest.fixture
 def workspace() -> str:
     return f"ws_e2e_{uuid.uuid4().hex[:10]}"
@@ -123,7 +110,7 @@ def pg_insert(conn: Any, schema: str, rows: list[dict[str, Any]]) -> None:
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
     """A schema of its own with table `accounts`, dropped afterwards."""
-    _reachable(fx.pg_connect, "PostgreSQL", fx.PG_PORT)
+    fx.require_server(fx.pg_connect, "PostgreSQL", fx.PG_PORT)
     schema = f"ds_e2e_{uuid.uuid4().hex[:10]}"
     with fx.pg_connect() as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
@@ -347,7 +334,7 @@ def my_row(i: int) -> dict[str, Any]:
 @pytest.fixture
 def my_database() -> Iterator[str]:
     """A MariaDB database of its own with table `accounts`, dropped afterwards."""
-    _reachable(fx.my_connect, "MariaDB", fx.MYSQL_PORT)
+    fx.require_server(fx.my_connect, "MariaDB", fx.MYSQL_PORT)
     name = f"ds_e2e_{uuid.uuid4().hex[:10]}"
     with fx.my_connect() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")

@@ -64,6 +64,21 @@ class _Fault:
     body: Any = None
 
 
+# The normalized column types discovery should infer from the served records.
+RECORD_TYPES = {
+    "id": "integer",
+    "name": "string",
+    "price": "number",
+    "active": "boolean",
+    "created_at": "timestamp_tz",
+    "updated_at": "timestamp_tz",
+    "ship_date": "date",
+    "tags": "json",
+    "meta": "json",
+    "note": "string",
+}
+
+
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
