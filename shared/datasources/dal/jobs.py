@@ -193,18 +193,8 @@ def get_job(tenant: Tenant, job_id: str) -> JobRecord | None:
 
 
 def get_units(tenant: Tenant, job_id: str) -> list[UnitRecord]:
-    units: list[UnitRecord] = []
-    params: dict[str, Any] = {
-        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-        "ExpressionAttributeValues": {":pk": tenant.pk, ":prefix": unit_sk(job_id, "")},
-        "ConsistentRead": True,
-    }
-    while True:
-        response = aws.table().query(**params)
-        units.extend(UnitRecord.from_item(i) for i in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            return units
-        params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    items = aws.table().query_prefix(tenant.pk, unit_sk(job_id, ""), consistent=True)
+    return [UnitRecord.from_item(i) for i in items]
 
 
 def get_unit(tenant: Tenant, job_id: str, unit_id: str) -> UnitRecord | None:
@@ -450,6 +440,13 @@ def record_last_sync(tenant: Tenant, source_id: str, summary: dict[str, Any]) ->
         "attribute_exists(pk)",
         {":s": json.dumps(summary, default=str)},
     )
+
+
+def get_stream_states(tenant: Tenant, source_id: str) -> dict[str, StreamStateRecord]:
+    """Every stream's committed state of a source, in one paginated Query (planning a
+    sync of a database with thousands of tables must not cost one read per table)."""
+    items = aws.table().query_prefix(tenant.pk, state_sk(source_id, ""), consistent=True)
+    return {i["stream"]: StreamStateRecord.model_validate_json(i["state"]) for i in items}
 
 
 def get_stream_state(tenant: Tenant, source_id: str, stream: str) -> StreamStateRecord | None:

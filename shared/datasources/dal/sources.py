@@ -164,17 +164,8 @@ def delete_sources(tenant: Tenant, sources: Iterable[SourceRecord]) -> None:
     for source in sources:
         keys.append({"pk": tenant.pk, "sk": source_sk(source.id)})
         keys.append({"pk": tenant.pk, "sk": name_sk(source.name)})
-        params: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": tenant.pk, ":prefix": state_sk(source.id, "")},
-            "ProjectionExpression": "pk, sk",
-        }
-        while True:
-            response = table.query(**params)
-            keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in response["Items"])
-            if "LastEvaluatedKey" not in response:
-                break
-            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        states = table.query_prefix(tenant.pk, state_sk(source.id, ""), keys_only=True)
+        keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in states)
     with table.batch_writer() as batch:
         for key in keys:
             batch.delete_item(Key=key)

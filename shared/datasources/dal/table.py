@@ -66,6 +66,24 @@ class Table:
             result["LastEvaluatedKey"] = _plain(response["LastEvaluatedKey"])
         return result
 
+    def query_prefix(
+        self, pk: str, sk_prefix: str, *, consistent: bool = False, keys_only: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of partition `pk` whose sort key starts with `sk_prefix`, page by page."""
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": pk, ":prefix": sk_prefix},
+            "ConsistentRead": consistent,
+        }
+        if keys_only:
+            params["ProjectionExpression"] = "pk, sk"
+        while True:
+            response = self.query(**params)
+            yield from response["Items"]
+            if "LastEvaluatedKey" not in response:
+                return
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def transact_write_items(self, actions: list[dict[str, Any]]) -> None:
         """Each action is {"Put"|"Update"|"Delete"|"ConditionCheck": {...}} without TableName."""
         items = [

@@ -145,8 +145,9 @@ def _plan_units(
     for source in sources:
         tables = connectors.get(source.id).discover()
         selected = _select_streams(tables, options.streams, source)
+        states = jobs_dal.get_stream_states(tenant, source.id)
         for table in selected:
-            previous = jobs_dal.get_stream_state(tenant, source.id, table.name)
+            previous = states.get(table.name)
             if reset_all or table.name in reset_streams:
                 previous = None
             cursor = choose_cursor(table.cursor_candidates, options.cursor_fields.get(table.name))
