@@ -35,6 +35,12 @@ def table() -> Table:
     return Table(client("dynamodb"), get_settings().table_name)
 
 
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError ("" when it has none)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
 def s3_client_factory(**kwargs: Any) -> Any:
     """S3 clients for connectors: the service's own, or one with a source's foreign keys."""
     if not kwargs:

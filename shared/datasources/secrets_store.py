@@ -32,7 +32,9 @@ def put_secrets(organization: str, source_id: str, secrets: SecretPaths) -> str 
             Tags=[{"Key": "datasources:source_id", "Value": source_id}],
         )
     except ClientError as exc:
-        raise StorageError(f"could not store the credentials ({_code(exc)})") from None
+        raise StorageError(
+            f"could not store the credentials ({aws.error_code(exc) or 'error'})"
+        ) from None
     return str(response["ARN"])
 
 
@@ -43,7 +45,9 @@ def get_secrets(arn: str | None) -> SecretPaths:
     try:
         raw = aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
     except ClientError as exc:
-        raise StorageError(f"could not read the source's credentials ({_code(exc)})") from None
+        raise StorageError(
+            f"could not read the source's credentials ({aws.error_code(exc) or 'error'})"
+        ) from None
     data: dict[str, Any] = json.loads(raw)
     return [(list(path), str(value)) for path, value in data["paths"]]
 
@@ -61,11 +65,7 @@ def delete_secret(arn: str | None, *, immediately: bool = False) -> None:
     try:
         aws.client("secretsmanager").delete_secret(**params)
     except ClientError as exc:
-        if _code(exc) != "ResourceNotFoundException":
+        if aws.error_code(exc) != "ResourceNotFoundException":
             raise StorageError(
-                f"could not delete the source's credentials ({_code(exc)})"
+                f"could not delete the source's credentials ({aws.error_code(exc) or 'error'})"
             ) from None
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "error"))

@@ -100,10 +100,6 @@ def _now() -> int:
     return int(time.time())
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 # ------------------------------------------------------------------ jobs
 
 
@@ -148,7 +144,7 @@ def create_job(tenant: Tenant, job: JobRecord, *, lease_seconds: int, expires_at
     try:
         aws.table().transact_write_items(actions)
     except ClientError as exc:
-        if _code(exc) != "TransactionCanceledException":
+        if aws.error_code(exc) != "TransactionCanceledException":
             raise StorageError("could not create the sync job") from exc
         reasons = exc.response.get("CancellationReasons", [])
         for index, reason in enumerate(reasons):
@@ -458,10 +454,6 @@ def get_stream_state(tenant: Tenant, source_id: str, stream: str) -> StreamState
     return StreamStateRecord.model_validate_json(item["state"]) if item else None
 
 
-def delete_stream_state(tenant: Tenant, source_id: str, stream: str) -> None:
-    aws.table().delete_item(Key={"pk": tenant.pk, "sk": state_sk(source_id, stream)})
-
-
 def cancel_source_jobs(tenant: Tenant, source_ids: list[str], finished_at: str) -> list[str]:
     """Cancel the live jobs holding a lease on any of these sources; returns their ids."""
     from datasources.dal.sources import get_sources
@@ -486,7 +478,7 @@ def _transact(actions: list[dict[str, Any]], message: str) -> bool:
     try:
         aws.table().transact_write_items(actions)
     except ClientError as exc:
-        if _code(exc) == "TransactionCanceledException":
+        if aws.error_code(exc) == "TransactionCanceledException":
             return False
         raise StorageError(message) from exc
     return True
@@ -512,7 +504,7 @@ def _update_ignoring_condition(
     try:
         aws.table().update_item(**params)
     except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
+        if aws.error_code(exc) == "ConditionalCheckFailedException":
             return False
         raise StorageError("could not update the sync state") from exc
     return True

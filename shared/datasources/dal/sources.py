@@ -96,7 +96,7 @@ def create_sources(tenant: Tenant, sources: list[SourceRecord]) -> None:
     try:
         aws.table().transact_write_items(actions)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "TransactionCanceledException":
+        if aws.error_code(exc) == "TransactionCanceledException":
             reasons = exc.response.get("CancellationReasons", [])
             for index, reason in enumerate(reasons):
                 if reason.get("Code") == "ConditionalCheckFailed":
