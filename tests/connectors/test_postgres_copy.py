@@ -321,11 +321,52 @@ def test_read_copy_given_an_error_after_some_rows_then_the_server_error(db_conte
                 "TO STDOUT (FORMAT csv)"
             )
             with cur.copy(statement) as copy:
-                _read_copy(conn, copy, data)
+                _read_copy(conn, copy, data, 100_000, 1 << 30)
         assert data.startswith(b"1,0\n")
         # The connection is usable afterwards.
         assert conn.execute("SELECT 42").fetchone() == (42,)
         data = bytearray()
         with conn.cursor() as cur, cur.copy("COPY (SELECT 'a\nb', '') TO STDOUT (FORMAT csv)") as c:
-            assert _read_copy(conn, c, data) == 1
+            assert _read_copy(conn, c, data, 10, 1 << 30) == (1, True)
         assert bytes(data) == b'"a\nb",""\n'
+
+
+def test_read_copy_stops_at_the_row_or_byte_limit_and_the_copy_goes_on(db_context):
+    with fx.pg_connect() as conn, conn.transaction(), conn.cursor() as cur:
+        statement = "COPY (SELECT g, repeat('x', 10) FROM generate_series(1, 100) g) TO STDOUT"
+        with cur.copy(statement) as copy:
+            first, second, third = bytearray(), bytearray(), bytearray()
+            assert _read_copy(conn, copy, first, 30, 1 << 30) == (30, False)
+            # Byte limit: stops with the row that reaches it (rows 31-38 are 14 bytes).
+            assert _read_copy(conn, copy, second, 100, 100) == (8, False)
+            assert _read_copy(conn, copy, third, 1000, 1 << 30) == (62, True)
+        rows = (first + second + third).decode().splitlines()
+        assert [int(r.split("\t")[0]) for r in rows] == list(range(1, 101))
+
+
+def test_copy_path_given_more_batches_than_one_copy_spans_then_same_as_the_row_path(
+    db_context, schema, typed, monkeypatch
+):
+    # 2,507 rows in batches of 100: 26 batches, so four COPY statements of up to eight
+    # batches each, every one starting after the last key of the one before.
+    copied, copies = read(db_context, schema, typed, copy=True, monkeypatch=monkeypatch, size=100)
+    rowwise, _ = read(db_context, schema, typed, copy=False, monkeypatch=monkeypatch, size=100)
+    assert copies == len(copied) == 26
+    assert_same(copied, rowwise)
+
+
+def test_copy_path_cuts_a_batch_at_the_byte_limit_and_loses_no_row(
+    db_context, schema, typed, monkeypatch
+):
+    import datasources.connectors.postgres as pg
+
+    monkeypatch.setattr(pg, "_MAX_BATCH_BYTES", 20_000)
+    copied, copies = read(db_context, schema, typed, copy=True, monkeypatch=monkeypatch)
+    assert copies == len(copied) > 3  # batches of 1,000 rows would be three
+    assert max(b.num_rows for b in copied) < 1000
+    monkeypatch.undo()
+    rowwise, _ = read(db_context, schema, typed, copy=False, monkeypatch=monkeypatch)
+    assert comparable(pa.concat_tables([b.records for b in copied])) == comparable(
+        pa.concat_tables([b.records for b in rowwise])
+    )
+    assert copied[-1].resume_token == rowwise[-1].resume_token

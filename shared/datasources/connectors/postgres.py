@@ -1,8 +1,9 @@
 """PostgreSQL engine of the `database` connector (psycopg 3, imported here only).
 
-Keyset reads whose key leads a btree index run one `COPY (SELECT ... LIMIT batch_size)
-TO STDOUT (FORMAT csv)` per batch inside a read-only transaction, parsed by Arrow's CSV
-reader straight into the stream's Arrow schema (no Python object per value). Other reads
+Keyset reads whose key leads a btree index run `COPY (SELECT ... LIMIT n) TO STDOUT
+(FORMAT csv)` statements of a few batches each, cut into batches on the client and
+parsed by Arrow's CSV reader straight into the stream's Arrow schema (no Python object
+per value), one batch parsed while the next is read. Other reads
 (resumed by offset, an unindexed key, a time column) and any batch holding a value text
 cannot carry exactly (NaN numeric, infinite or BC dates...) go through a server-side
 (named) cursor with binary transfer, from the last batch's position. Either way memory
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import select
 from collections.abc import Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -129,6 +131,15 @@ def _copy_expr(column: Column, base_typname: str) -> sql.Composable:
     return sql.SQL("{} AS {}").format(expr, sql.Identifier(column.name))
 
 
+# Batches one COPY statement may span (see PostgresConnector._copy_tables).
+_BATCHES_PER_COPY = 8
+# A batch also ends once it holds this much CSV text, whatever batch_size says: the
+# memory of a sync then stays bounded on wide rows too (50,000 rows of 40 columns are
+# 20 MB of text, and several batches are in flight). 8 MiB keeps narrow batches whole
+# and is as fast as unbounded batches on wide ones (make bench).
+_MAX_BATCH_BYTES = 8 << 20
+
+
 class _CopyParser:
     """CSV bytes of one batch -> an Arrow table of the stream's schema, or FastPathUnavailable."""
 
@@ -143,8 +154,10 @@ class _CopyParser:
         read_types = {
             f.name: (pa.string() if i in self.binary else f.type) for i, f in enumerate(self.schema)
         }
+        # One thread, 1 MiB blocks: as fast as Arrow's thread pool on a batch, for half
+        # the CPU (make bench), which the sync's writer and uploader threads need.
         self.read_options = pacsv.ReadOptions(
-            column_names=[c.name for c in columns], block_size=1 << 22
+            column_names=[c.name for c in columns], block_size=1 << 20, use_threads=False
         )
         self.parse_options = pacsv.ParseOptions(newlines_in_values=True)
         self.convert_options = pacsv.ConvertOptions(
@@ -186,18 +199,27 @@ class _CopyParser:
             raise FastPathUnavailable from None
 
 
-def _read_copy(conn: psycopg.Connection[Any], copy: psycopg.Copy, data: bytearray) -> int:
-    """Append a COPY TO's rows to `data`; returns how many (one COPY message is one row).
+def _read_copy(
+    conn: psycopg.Connection[Any],
+    copy: psycopg.Copy,
+    data: bytearray,
+    limit: int,
+    max_bytes: int,
+) -> tuple[int, bool]:
+    """Append up to `limit` rows (fewer once `data` holds `max_bytes`) of a COPY TO to
+    `data`: (rows, whether the COPY ended).
 
-    Rows libpq already holds are taken with non-blocking PQgetCopyData calls, which cost
-    a fraction of psycopg's `Copy.read()` per row; only when libpq's buffer is empty does
-    `Copy.read()` wait for the socket, so timeouts and interrupts work as they always do.
+    One COPY message is one row. Rows libpq already holds are taken with non-blocking
+    PQgetCopyData calls, which cost a fraction of psycopg's `Copy.read()` per row; only
+    when libpq's buffer is empty does `Copy.read()` wait for the socket, so timeouts and
+    interrupts work as they always do. Stopping at `limit` leaves the COPY open: the
+    server goes on producing into the socket while the caller parses this batch.
     """
     pgconn = conn.pgconn
     get = pgconn.get_copy_data
     read = copy.read
     rows = 0
-    while True:
+    while rows < limit and len(data) < max_bytes:
         nbytes, chunk = get(1)
         if nbytes > 0:
             data += chunk
@@ -205,11 +227,13 @@ def _read_copy(conn: psycopg.Connection[Any], copy: psycopg.Copy, data: bytearra
         elif nbytes == 0:
             waited = read()
             if not waited:
-                return rows
+                return rows, True
             data += waited
             rows += 1
         else:
             break
+    else:
+        return rows, False
     # -1: the end of the COPY was in libpq's buffer too; collect its result here
     # (psycopg raises on -2). The final result says whether the statement succeeded.
     results = []
@@ -224,7 +248,7 @@ def _read_copy(conn: psycopg.Connection[Any], copy: psycopg.Copy, data: bytearra
     for result in results:
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
-    return rows
+    return rows, True
 
 
 class PostgresConnector(SqlConnector):
@@ -696,30 +720,49 @@ class PostgresConnector(SqlConnector):
     def _copy_tables(
         self, meta: StreamMeta, plan: ReadPlan, batch_size: int
     ) -> Generator[pa.Table, None, None]:
-        """Arrow tables of batch_size rows, each from one COPY after the last batch's key.
+        """Arrow tables of batch_size rows, from COPYs of a few batches each.
 
-        One statement per batch, like one FETCH of a cursor: the statement timeout bounds
-        each batch, and nothing stays open on the server while the caller works.
+        One COPY spans up to _BATCHES_PER_COPY batches: while a batch is parsed (and
+        waits for the engine to take it), the server goes on producing the next one
+        instead of waiting for the next statement. A COPY is bounded, so the statement
+        timeout still bounds a few batches rather than the whole read, and the next COPY
+        starts after the last key yielded. A COPY left early (the reader was closed, or a
+        batch needs the row path) is cancelled by psycopg.
         """
         conn = self._connection()
         parser = _CopyParser(meta.table.columns)
         exprs = self._copy_exprs[meta.table.name]
+        limit = batch_size * _BATCHES_PER_COPY
+        # Batch k is parsed (Arrow releases the GIL) while this thread reads batch k+1,
+        # so the socket is drained without pause: at most one raw and one parsed batch
+        # more are held.
+        parsing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-copy-parse")
         finished = False
         try:
             while True:
                 # plan.after is the last key of the batch yielded before (see _batches).
                 query, params = self._query(meta, plan, exprs)
                 statement = sql.SQL("COPY ({} LIMIT {}) TO STDOUT (FORMAT csv)").format(
-                    query, sql.Literal(batch_size)
+                    query, sql.Literal(limit)
                 )
-                data = bytearray()
+                total = 0
                 with conn.transaction(), conn.cursor() as cur, cur.copy(statement, params) as copy:
-                    rows = _read_copy(conn, copy, data)
-                if rows:
-                    yield parser.parse(data, rows)
-                if rows < batch_size:
+                    ended = False
+                    parsed: Future[pa.Table] | None = None
+                    while not ended:
+                        data = bytearray()
+                        rows, ended = _read_copy(conn, copy, data, batch_size, _MAX_BATCH_BYTES)
+                        total += rows
+                        previous = parsed
+                        parsed = parsing.submit(parser.parse, data, rows) if rows else None
+                        if previous is not None:
+                            yield previous.result()
+                    if parsed is not None:
+                        yield parsed.result()
+                if total < limit:
                     break
             finished = True
         finally:
+            parsing.shutdown(wait=True, cancel_futures=True)
             if not finished and self._conn is not None and self._conn.closed:
                 self._conn = None
