@@ -121,6 +121,31 @@ def test_a_worker_killed_between_part_and_checkpoint_is_redelivered_without_dupl
     assert_exact(rows_of_job(stack, source_id, job_id), range(1, 2001))
 
 
+def test_a_part_nobody_counted_is_left_out_of_the_manifest_and_deleted(stack: Stack) -> None:
+    # A delivery that stored part 7 and died before its checkpoint, after which the
+    # source shrank: the run that completes the unit never writes part 7 again.
+    source_id = connect_file(stack, "uploads/acme/stale/orders.csv", csv_rows(1, 1001))
+    stack.configure(SYNC_TIME_BUDGET_SECONDS=0)
+    job_id = sync(stack, source_id, batch_size=500).data["job_id"]
+    stack.deliver(stack.receive(1)[0], remaining_ms=1000)  # part 0, then a continuation
+    first = next(k for k in stack.objects() if f"job={job_id}/part-00000" in k)
+    prefix = first.rsplit("/", 1)[0]
+    stale = f"{prefix}/part-00007.parquet"
+    stack.s3.put_object(Bucket=stack.bucket, Key=stale, Body=b"not counted")
+    stack.drain(remaining_ms=60_000)
+    final = status(stack, job_id)
+    assert final["status"] == "completed" and final["records_processed"] == 1000
+    assert stale not in stack.objects(prefix)
+    manifest = json.loads(
+        stack.s3.get_object(Bucket=stack.bucket, Key=f"{prefix}/_manifest.json")["Body"].read()
+    )
+    assert [f["key"].rsplit("/", 1)[1] for f in manifest["files"]] == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
+    assert_exact(rows_of_job(stack, source_id, job_id), range(1, 1001))
+
+
 def test_the_same_message_delivered_twice_writes_no_duplicate(stack: Stack) -> None:
     source_id = connect_file(stack, "uploads/acme/dup/orders.csv", csv_rows(1, 1501))
     stack.configure(SYNC_TIME_BUDGET_SECONDS=0)

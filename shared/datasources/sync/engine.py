@@ -223,7 +223,7 @@ def _run_unit(
     reader = ReadAhead(connector.read(unit.stream, state, batch_size))
     try:
         return _write_batches(
-            tenant, job, unit, reader, columns, fmt, pending, settings.job_lease_seconds, deadline
+            tenant, unit, reader, columns, fmt, pending, settings.job_lease_seconds, deadline
         )
     finally:
         reader.close()
@@ -231,7 +231,6 @@ def _run_unit(
 
 def _write_batches(
     tenant: Tenant,
-    job: JobRecord,
     unit: UnitRecord,
     batches: Iterable[Batch],
     columns: list[Column],
@@ -240,60 +239,57 @@ def _write_batches(
     lease_seconds: int,
     deadline: float,
 ) -> UnitOutcome:
-    """One part and one checkpoint per batch, until the batches end or time runs out."""
-    from datasources.sync import writer
+    """One part and one checkpoint per batch, until the batches end or time runs out.
 
-    settings = get_settings()
-    s3 = aws.client("s3")
+    This thread encodes; a PartUploader stores and checkpoints the previous part
+    meanwhile. `unit` is advanced by the uploader and read again only after it finished.
+    """
+    from datasources.sync import writer
+    from datasources.sync.parts import EncodedPart, PartUploader
+
+    uploader = PartUploader(
+        tenant, unit, bucket=get_settings().bucket_name, lease_seconds=lease_seconds
+    )
     written_columns: list[dict[str, str]] = []
-    for batch in batches:
-        if batch.num_rows == 0:
-            # An empty batch has no position of its own: a continuation that finds
-            # nothing left must keep this run's position, not the one it started from.
-            pending = pending or batch.cursor_state
-            continue
-        current = jobs_dal.get_job(tenant, job.job_id)
-        if current is None or current.status != "running":
-            jobs_dal.end_unit(tenant, unit, status="cancelled", error=None, finished_at=now_iso())
-            return UnitOutcome("stopped")
-        table = writer.to_arrow(batch.records, columns)
-        body = writer.encode(table, fmt)
-        s3.put_object(
-            Bucket=settings.bucket_name,
-            Key=writer.part_key(unit.output_prefix, unit.seq, fmt),
-            Body=body,
-        )
-        pending = batch.cursor_state or pending
-        written_columns = _merge_columns(written_columns, writer.arrow_columns(table))
-        records, size = table.num_rows, len(body)
-        if not jobs_dal.checkpoint(
-            tenant,
-            unit,
-            records=records,
-            size=size,
-            resume_token=batch.resume_token,
-            cursor_pending=pending,
-            columns=unit.columns,
-            lease_seconds=lease_seconds,
-        ):
-            # Another delivery moved this unit on, or the job was cancelled: stop here.
-            current = jobs_dal.get_job(tenant, job.job_id)
-            if current is not None and current.status == "cancelled":
-                jobs_dal.end_unit(
-                    tenant, unit, status="cancelled", error=None, finished_at=now_iso()
-                )
-            return UnitOutcome("stopped")
-        # Hand the batch's buffers back now: without it the allocator keeps them, and a
-        # long sync's peak memory creeps up with the number of batches, not their size.
-        del table, body
-        writer.release_memory()
-        unit.seq += 1
-        unit.records += records
-        unit.bytes += size
-        unit.resume_token = batch.resume_token
-        unit.cursor_pending = pending
-        if time.monotonic() >= deadline:
-            return UnitOutcome("more")
+    seq = unit.seq
+    out_of_time = False
+    try:
+        for batch in batches:
+            if batch.num_rows == 0:
+                # An empty batch has no position of its own: a continuation that finds
+                # nothing left must keep this run's position, not the one it started from.
+                pending = pending or batch.cursor_state
+                continue
+            table = writer.to_arrow(batch.records, columns)
+            part = EncodedPart(
+                seq=seq,
+                key=writer.part_key(unit.output_prefix, seq, fmt),
+                body=writer.encode(table, fmt),
+                records=table.num_rows,
+                resume_token=batch.resume_token,
+                cursor_pending=batch.cursor_state or pending,
+            )
+            pending = part.cursor_pending
+            written_columns = _merge_columns(written_columns, writer.arrow_columns(table))
+            # Hand the batch's buffers back now: without it the allocator keeps them, and
+            # a long sync's peak memory creeps up with the number of batches, not their size.
+            del table, batch
+            writer.release_memory()
+            if not uploader.submit(part):
+                break
+            seq += 1
+            if time.monotonic() >= deadline:
+                out_of_time = True
+                break
+        committed = uploader.finish()
+    finally:
+        uploader.close()
+    if not committed:
+        # Another delivery moved this unit on, or the job was cancelled (the uploader
+        # has then ended the unit): stop here.
+        return UnitOutcome("stopped")
+    if out_of_time:
+        return UnitOutcome("more")
     _complete_unit(tenant, unit, pending, written_columns)
     return UnitOutcome("completed")
 
@@ -343,15 +339,25 @@ def _write_manifest(
     pending: dict[str, Any] | None,
     finished: str,
 ) -> None:
+    from datasources.sync.writer import part_seq
+
     settings = get_settings()
     s3 = aws.client("s3")
     files: list[dict[str, Any]] = []
+    uncounted: list[str] = []
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(
         Bucket=settings.bucket_name, Prefix=f"{unit.output_prefix}/part-"
     ):
         for obj in page.get("Contents", []):
-            files.append({"key": obj["Key"], "bytes": int(obj["Size"])})
+            if part_seq(obj["Key"]) < unit.seq:
+                files.append({"key": obj["Key"], "bytes": int(obj["Size"])})
+            else:
+                uncounted.append(obj["Key"])
+    # A part past the unit's committed seq was stored by a delivery that then crashed
+    # or lost the unit, and never counted: it would duplicate rows, so it goes.
+    for key in uncounted:
+        s3.delete_object(Bucket=settings.bucket_name, Key=key)
     before = {c["name"] for c in (previous.columns if previous else [])}
     now_cols = {c["name"] for c in unit.columns}
     manifest = {
