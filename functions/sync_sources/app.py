@@ -6,8 +6,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import SyncRequest
 from datasources.observability import logger, metrics
-from datasources.sync.engine import start_sync
+from datasources.sync.engine import preload, start_sync
 from datasources.tracing import tracer
+
+preload()  # at init: see preload()
 
 
 @api_route(body=SyncRequest)

@@ -8,8 +8,11 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from datasources.observability import logger, metrics
+from datasources.sync.engine import preload
 from datasources.sync.worker import continue_unit
 from datasources.tracing import tracer
+
+preload()  # at init: see preload()
 
 # A failed record is retried by SQS; the batch (of one) must not raise as a whole, or
 # Lambda would treat it as an invocation error instead of a partial batch failure.

@@ -16,6 +16,22 @@ _FACTORIES: dict[str, str] = {
 }
 
 
+# Modules holding a connector or an engine of one, with their drivers.
+_MODULES = (
+    "datasources.connectors.file",
+    "datasources.connectors.database",
+    "datasources.connectors.postgres",
+    "datasources.connectors.mysql",
+    "datasources.connectors.api",
+)
+
+
+def load_all() -> None:
+    """Import every connector and its driver now (for the functions that read sources)."""
+    for module_name in _MODULES:
+        importlib.import_module(module_name)
+
+
 def get_connector(source_type: str, config: ConfigModel, context: ConnectorContext) -> Connector:
     """Build the connector for a source; NotSupported when that kind has none yet."""
     target = _FACTORIES.get(source_type)

@@ -62,6 +62,23 @@ class _Connectors:
         self.opened.clear()
 
 
+def preload() -> None:
+    """Load the data path (connectors with their drivers, Arrow and Parquet) and the AWS
+    clients a sync uses.
+
+    The sync and worker functions call this at init, which Lambda runs once per
+    execution environment before its first request: the first sync then starts as warm
+    as every later one, instead of paying a few hundred milliseconds of imports inside
+    API Gateway's 29 s. The light functions never import this module.
+    """
+    from datasources.connectors.registry import load_all
+    from datasources.sync import writer  # noqa: F401 - imported for its side effect
+
+    load_all()
+    for service in ("dynamodb", "s3", "sqs", "secretsmanager"):
+        aws.client(service)
+
+
 # ------------------------------------------------------------------ POST /sync
 
 
