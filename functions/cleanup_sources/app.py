@@ -1,10 +1,15 @@
 """POST /api/v1/data/{workspace_id}/cleanup — delete sources, their secrets and state."""
 
+import gc
+
+gc.disable()  # until end_init(): init makes no garbage (datasources.runtime)
+
 from aws_lambda_powertools.logging import correlation_paths
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import CleanupRequest
 from datasources.observability import logger, metrics
+from datasources.runtime import end_init
 from datasources.services.sources import cleanup_sources
 
 
@@ -21,3 +26,6 @@ def route(request: ApiRequest[CleanupRequest]) -> ApiResult:
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
     return route(event, context)
+
+
+end_init("dynamodb", "secretsmanager")

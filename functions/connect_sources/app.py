@@ -1,11 +1,16 @@
 """POST /api/v1/data/{workspace_id}/connect — save data sources (all or none)."""
 
+import gc
+
+gc.disable()  # until end_init(): init makes no garbage (datasources.runtime)
+
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.source_requests import ConnectRequest
 from datasources.observability import logger, metrics
+from datasources.runtime import end_init
 from datasources.services.sources import connect_sources
 
 
@@ -24,3 +29,6 @@ def route(request: ApiRequest[ConnectRequest]) -> ApiResult:
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
     return route(event, context)
+
+
+end_init("dynamodb", "secretsmanager")

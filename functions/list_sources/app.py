@@ -1,10 +1,15 @@
 """GET /api/v1/data/{workspace_id}/list — the caller's sources in a scope, paged."""
 
+import gc
+
+gc.disable()  # until end_init(): init makes no garbage (datasources.runtime)
+
 from aws_lambda_powertools.logging import correlation_paths
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import ListQuery
 from datasources.observability import logger, metrics
+from datasources.runtime import end_init
 from datasources.services.sources import list_sources
 
 
@@ -20,3 +25,6 @@ def route(request: ApiRequest[ListQuery]) -> ApiResult:
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
     return route(event, context)
+
+
+end_init("dynamodb")

@@ -1,11 +1,16 @@
 """POST /api/v1/data/{workspace_id}/sync — start a sync; small ones finish inline."""
 
+import gc
+
+gc.disable()  # until end_init(): init makes no garbage (datasources.runtime)
+
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import SyncRequest
 from datasources.observability import logger, metrics
+from datasources.runtime import end_init
 from datasources.sync.engine import preload, start_sync
 from datasources.tracing import tracer
 
@@ -30,3 +35,6 @@ def route(request: ApiRequest[SyncRequest]) -> ApiResult:
 @tracer.capture_lambda_handler
 def handler(event: dict, context: object) -> dict:
     return route(event, context)
+
+
+end_init()

@@ -1,5 +1,9 @@
 """GET /api/v1/data/{workspace_id}/sync/{job_id} — a sync job's progress."""
 
+import gc
+
+gc.disable()  # until end_init(): init makes no garbage (datasources.runtime)
+
 import re
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -9,6 +13,7 @@ from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.common import JOB_ID_PATTERN
 from datasources.models.requests import JobQuery
 from datasources.observability import logger, metrics
+from datasources.runtime import end_init
 from datasources.sync.status import get_sync_job
 
 
@@ -25,3 +30,6 @@ def route(request: ApiRequest[JobQuery]) -> ApiResult:
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
     return route(event, context)
+
+
+end_init("dynamodb")

@@ -1,5 +1,9 @@
 """SQS worker: continues sync units chunk by chunk and chains itself through the queue."""
 
+import gc
+
+gc.disable()  # until end_init(): init makes no garbage (datasources.runtime)
+
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -8,6 +12,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from datasources.observability import logger, metrics
+from datasources.runtime import end_init
 from datasources.sync.engine import preload
 from datasources.sync.worker import continue_unit
 from datasources.tracing import tracer
@@ -29,3 +34,6 @@ def handler(event: dict, context: object) -> dict:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+
+
+end_init()

@@ -1,10 +1,15 @@
 """POST /api/v1/data/{workspace_id}/test-connection — check a config before saving it."""
 
+import gc
+
+gc.disable()  # until end_init(): init makes no garbage (datasources.runtime)
+
 from aws_lambda_powertools.logging import correlation_paths
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.source_requests import TestConnectionRequest
 from datasources.observability import logger, metrics
+from datasources.runtime import end_init
 from datasources.services.sources import test_connection
 from datasources.tracing import tracer
 
@@ -20,3 +25,6 @@ def route(request: ApiRequest[TestConnectionRequest]) -> ApiResult:
 @tracer.capture_lambda_handler
 def handler(event: dict, context: object) -> dict:
     return route(event, context)
+
+
+end_init()
