@@ -8,6 +8,7 @@ must give the same Arrow tables, resume tokens and cursor states.
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -370,3 +371,40 @@ def test_copy_path_cuts_a_batch_at_the_byte_limit_and_loses_no_row(
         pa.concat_tables([b.records for b in rowwise])
     )
     assert copied[-1].resume_token == rowwise[-1].resume_token
+
+
+def test_copy_path_given_a_statement_timeout_while_the_engine_holds_batches_then_it_goes_on(
+    db_context, schema, monkeypatch
+):
+    # Each COPY spans 8 batches of 20 rows of 200 kB (32 MB, more than the socket buffers
+    # hold), and the consumer takes 0.3 s per batch: the 1 s statement timeout runs out
+    # mid-COPY, and the read goes on with a new statement after the last batch taken.
+    with fx.pg_connect() as admin:
+        admin.execute(f"CREATE TABLE {schema}.big (id int PRIMARY KEY, body text)")
+        admin.execute(
+            f"INSERT INTO {schema}.big SELECT g, repeat(md5(g::text), 6250) "
+            "FROM generate_series(1, 240) g"
+        )
+    statements: list[str] = []
+    real = psycopg.Cursor.copy
+
+    def recording(self: psycopg.Cursor[Any], statement: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(
+            statement.as_string(self) if hasattr(statement, "as_string") else statement
+        )
+        return real(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "copy", recording)
+    built = open_database_connector(
+        fx.pg_config(schema=schema, statement_timeout_seconds=1), db_context
+    )
+    ids: list[int] = []
+    try:
+        for batch in built.read(f"{schema}.big", StreamState(), 20):
+            ids.extend(batch.records.column("id").to_pylist())
+            time.sleep(0.3)
+    finally:
+        built.close()
+    assert ids == list(range(1, 241))
+    # 12 batches would be two statements without the timeout; restarts make more.
+    assert len(statements) > 2

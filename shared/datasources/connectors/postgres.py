@@ -745,20 +745,34 @@ class PostgresConnector(SqlConnector):
                 statement = sql.SQL("COPY ({} LIMIT {}) TO STDOUT (FORMAT csv)").format(
                     query, sql.Literal(limit)
                 )
-                total = 0
-                with conn.transaction(), conn.cursor() as cur, cur.copy(statement, params) as copy:
-                    ended = False
-                    parsed: Future[pa.Table] | None = None
-                    while not ended:
-                        data = bytearray()
-                        rows, ended = _read_copy(conn, copy, data, batch_size, _MAX_BATCH_BYTES)
-                        total += rows
-                        previous = parsed
-                        parsed = parsing.submit(parser.parse, data, rows) if rows else None
-                        if previous is not None:
-                            yield previous.result()
-                    if parsed is not None:
-                        yield parsed.result()
+                total = yielded = 0
+                try:
+                    with (
+                        conn.transaction(),
+                        conn.cursor() as cur,
+                        cur.copy(statement, params) as copy,
+                    ):
+                        ended = False
+                        parsed: Future[pa.Table] | None = None
+                        while not ended:
+                            data = bytearray()
+                            rows, ended = _read_copy(conn, copy, data, batch_size, _MAX_BATCH_BYTES)
+                            total += rows
+                            previous = parsed
+                            parsed = parsing.submit(parser.parse, data, rows) if rows else None
+                            if previous is not None:
+                                yield previous.result()
+                                yielded += 1
+                        if parsed is not None:
+                            yield parsed.result()
+                except psycopg.errors.QueryCanceled:
+                    # The statement timeout ran out while the engine held batches of this
+                    # COPY (a slow writer, a short timeout): go on with a new statement
+                    # after the last batch yielded. A batch that alone outlasts the
+                    # timeout still fails the read.
+                    if not yielded:
+                        raise
+                    continue
                 if total < limit:
                     break
             finished = True
