@@ -3,8 +3,9 @@
 A connector spends its time waiting on the source (or parsing what it sent); the engine
 spends its own encoding Parquet and waiting on S3 and DynamoDB. One producer thread
 reads batch k+1 while the writer works on batch k, and starts on k+2 only once the
-writer has taken k+1: at most two batches are held at once, whatever the table size. The connector is driven from the producer thread only (a
-database connection is never shared between threads), and closed there.
+writer has taken k+1: at most two batches are held at once, whatever the table size.
+The connector is driven from the producer thread only (a database connection is never
+shared between threads), and closed there.
 """
 
 from __future__ import annotations
