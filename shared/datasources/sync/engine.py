@@ -258,8 +258,9 @@ def _write_batches(
 ) -> UnitOutcome:
     """One part and one checkpoint per batch, until the batches end or time runs out.
 
-    This thread encodes; a PartUploader stores and checkpoints the previous part
-    meanwhile. `unit` is advanced by the uploader and read again only after it finished.
+    This thread encodes; a PartUploader stores the parts already encoded (several at
+    once) and checkpoints them in order meanwhile. `unit` is advanced by the uploader
+    and read again only after it finished.
     """
     from datasources.sync import writer
     from datasources.sync.parts import EncodedPart, PartUploader

@@ -77,7 +77,6 @@ class PartUploader:
         self._puts = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="sync-put")
         self._queue: queue.Queue[tuple[EncodedPart, Future[Any]] | None] = queue.Queue()
         self._stopped = threading.Event()
-        self._refused = False
         self._error: BaseException | None = None
         # Whether parts stored but not committed are deleted (decided on a refusal).
         self._take_back = False
@@ -161,7 +160,6 @@ class PartUploader:
             unit.cursor_pending = part.cursor_pending
             return
         self._stopped.set()
-        self._refused = True
         job = jobs_dal.get_job(self._tenant, unit.job_id)
         stored_unit = jobs_dal.get_unit(self._tenant, unit.job_id, unit.unit_id)
         cancelled = job is None or job.status == "cancelled"
