@@ -376,9 +376,10 @@ def test_copy_path_cuts_a_batch_at_the_byte_limit_and_loses_no_row(
 def test_copy_path_given_a_statement_timeout_while_the_engine_holds_batches_then_it_goes_on(
     db_context, schema, monkeypatch
 ):
-    # Each COPY spans 8 batches of 20 rows of 200 kB (32 MB, more than the socket buffers
-    # hold), and the consumer takes 0.3 s per batch: the 1 s statement timeout runs out
-    # mid-COPY, and the read goes on with a new statement after the last batch taken.
+    # Each COPY spans 8 batches of 20 rows of 200 kB (32 MB). The consumer holds the
+    # first batch for 1.5 s while nothing reads the socket: the server cannot finish
+    # sending (the kernel's buffers hold ~10 MB at most), so the 1 s statement timeout
+    # runs out mid-COPY, and the read goes on with a new statement after that batch.
     with fx.pg_connect() as admin:
         admin.execute(f"CREATE TABLE {schema}.big (id int PRIMARY KEY, body text)")
         admin.execute(
@@ -402,9 +403,10 @@ def test_copy_path_given_a_statement_timeout_while_the_engine_holds_batches_then
     try:
         for batch in built.read(f"{schema}.big", StreamState(), 20):
             ids.extend(batch.records.column("id").to_pylist())
-            time.sleep(0.3)
+            if len(ids) == 20:
+                time.sleep(1.5)
     finally:
         built.close()
     assert ids == list(range(1, 241))
-    # 12 batches would be two statements without the timeout; restarts make more.
-    assert len(statements) > 2
+    # 12 batches would be two statements without the timeout; the restart makes three.
+    assert len(statements) == 3
