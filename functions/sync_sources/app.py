@@ -11,7 +11,7 @@ from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import SyncRequest
 from datasources.observability import logger, metrics
 from datasources.runtime import end_init
-from datasources.sync.engine import preload, start_sync
+from datasources.sync.engine import CLIENTS, preload, start_sync
 from datasources.tracing import tracer
 
 preload()  # at init: see preload()
@@ -37,4 +37,4 @@ def handler(event: dict, context: object) -> dict:
     return route(event, context)
 
 
-end_init()
+end_init(*CLIENTS)

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from datasources.observability import logger, metrics
 from datasources.runtime import end_init
-from datasources.sync.engine import preload
+from datasources.sync.engine import CLIENTS, preload
 from datasources.sync.worker import continue_unit
 from datasources.tracing import tracer
 
@@ -36,4 +36,4 @@ def handler(event: dict, context: object) -> dict:
     )
 
 
-end_init()
+end_init(*CLIENTS)

@@ -62,9 +62,12 @@ class _Connectors:
         self.opened.clear()
 
 
+# The AWS clients a sync uses, made at init by the sync and worker functions.
+CLIENTS = ("dynamodb", "s3", "sqs", "secretsmanager")
+
+
 def preload() -> None:
-    """Load the data path (connectors with their drivers, Arrow and Parquet) and the AWS
-    clients a sync uses.
+    """Import the data path: connectors with their drivers, Arrow and Parquet.
 
     The sync and worker functions call this at init, which Lambda runs once per
     execution environment before its first request: the first sync then starts as warm
@@ -75,8 +78,6 @@ def preload() -> None:
     from datasources.sync import writer  # noqa: F401 - imported for its side effect
 
     load_all()
-    for service in ("dynamodb", "s3", "sqs", "secretsmanager"):
-        aws.client(service)
 
 
 # ------------------------------------------------------------------ POST /sync
