@@ -6,13 +6,6 @@ the end-to-end tests drive the same gateway, worker loop and emulated AWS over H
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,29 +13,15 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 
 from local.provision import DEFAULT_STACK_NAME
 from local.tokens import mint_token
+from tests.support.stack_process import running_stack
 
-ROOT = Path(__file__).resolve().parents[2]
 E2E_JWT_SECRET = "e2e-local-stack-secret-0123456789abcdef"
 # Small enough that a few thousand rows outlast POST /sync's inline budget and the
 # rest goes through the queue to the worker, as a long sync does when deployed.
 E2E_SYNC_BUDGET_SECONDS = 1
-STARTUP_TIMEOUT_SECONDS = 90
-
-
-def _free_ports(count: int) -> list[int]:
-    # Held open together so the kernel hands out distinct ports.
-    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 @dataclass
@@ -71,78 +50,26 @@ class LocalStack:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], root_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"local stack exited with {process.returncode}:\n{log_path.read_text()[-4000:]}"
-            )
-        try:
-            if requests.get(f"{root_url}/_local/health", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(
-        f"local stack not ready in {STARTUP_TIMEOUT_SECONDS} s:\n{log_path.read_text()[-4000:]}"
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    # SIGINT is Ctrl-C: the stack's own clean shutdown path.
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
-    port, aws_port = _free_ports(2)
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "LOCAL_AWS_PORT": str(aws_port),
-        "JWT_SECRET": E2E_JWT_SECRET,
-        "PARAMETER_OVERRIDES": f"SyncTimeBudgetSeconds={E2E_SYNC_BUDGET_SECONDS}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    # The stack must not inherit a test's emulated-AWS settings.
-    env.pop("AWS_ENDPOINT_URL", None)
-    log_dir = Path(tempfile.mkdtemp(prefix="local-stack-"))
-    log_path = log_dir / "stack.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.stack"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        root_url = f"http://127.0.0.1:{port}"
-        _wait_until_ready(process, root_url, log_path)
-        aws_endpoint = f"http://127.0.0.1:{aws_port}"
+    with running_stack(
+        "local.stack",
+        jwt_secret=E2E_JWT_SECRET,
+        sync_budget_seconds=E2E_SYNC_BUDGET_SECONDS,
+        log_prefix="local-stack-",
+    ) as stack:
         s3 = boto3.client(
             "s3",
             region_name="us-east-1",
-            endpoint_url=aws_endpoint,
+            endpoint_url=stack.aws_endpoint,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
         yield LocalStack(
-            base_url=f"{root_url}/api/v1/data",
-            root_url=root_url,
-            aws_endpoint=aws_endpoint,
+            base_url=f"{stack.root_url}/api/v1/data",
+            root_url=stack.root_url,
+            aws_endpoint=stack.aws_endpoint,
             bucket=f"{DEFAULT_STACK_NAME}-landingbucket",
             s3=s3,
-            log_path=log_path,
+            log_path=stack.log_path,
         )
-    finally:
-        _stop(process)

@@ -10,27 +10,21 @@ operation, fixed seed) to keep the run near a minute on two cores.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from local.tokens import mint_token
+from tests.support.stack_process import running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "fuzzing-local-stack-secret-0123456789abcdef"
 FUZZ_EXAMPLES = 25
 FUZZ_SEED = 20261127
-STARTUP_TIMEOUT_SECONDS = 90
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -43,60 +37,16 @@ CHECKS = ",".join(
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def fuzz_stack() -> Iterator[str]:
     """The local stack on free loopback ports, outbound traffic confined to loopback."""
-    port, aws_port = _free_port(), _free_port()
-    while aws_port == port:
-        aws_port = _free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "LOCAL_AWS_PORT": str(aws_port),
-        "JWT_SECRET": JWT_SECRET,
-        "PARAMETER_OVERRIDES": "SyncTimeBudgetSeconds=2",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("AWS_ENDPOINT_URL", None)
-    log_path = Path(tempfile.mkdtemp(prefix="fuzz-stack-")) / "stack.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.security.loopback_only"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    root_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the local stack exited:\n{log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{root_url}/_local/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the local stack did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield root_url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    with running_stack(
+        "tests.security.loopback_only",
+        jwt_secret=JWT_SECRET,
+        sync_budget_seconds=2,
+        log_prefix="fuzz-stack-",
+    ) as stack:
+        yield stack.root_url
 
 
 def test_fuzzing_openapi_finds_no_5xx_and_no_undocumented_response(
