@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from datasources.config import Settings
+    from datasources.lake import LakeAllowance
 
 # Column names that say "this row's last change", in order of preference: an update
 # timestamp catches updated rows too, an insertion key only new ones (DESIGN §5).
@@ -130,9 +131,9 @@ class ConnectorContext:
 
     settings: Settings
     s3_client_factory: Any = None  # callable(**kwargs) -> boto3 S3 client
-    # The caller's organization: the file connector confines reads of the service's own
-    # landing bucket to this tenant's prefixes. None (no tenant) is refused there.
-    organization: str | None = None
+    # What a file source may read back from the service's own landing bucket, resolved
+    # by the services layer from the reader's reach. None: nothing there is readable.
+    lake: LakeAllowance | None = None
 
 
 @runtime_checkable

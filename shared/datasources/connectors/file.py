@@ -67,6 +67,7 @@ from datasources.connectors.base import (
     Table,
 )
 from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
+from datasources.lake import confine, is_landing_bucket, s3_key
 from datasources.models.connection import FileConfig, reveal
 from datasources.netguard import resolve_host
 
@@ -155,8 +156,8 @@ class FileConnector:
         self._config = config
         self._context = context
         self._settings = context.settings
-        self._location = _parse_location(config.url, config.pattern)
-        _confine_to_tenant(self._location, config, context)
+        self._location = _parse_location(config.plain_url, config.pattern)
+        _confine_to_tenant(self._location, context)
         self._pattern = _glob_regex(config.pattern) if config.pattern else None
         self._s3: Any = None
         self._files_cache: list[_FileRef] | None = None
@@ -614,6 +615,8 @@ class FileConnector:
             for page in paginator.paginate(Bucket=location.bucket, Prefix=list_prefix):
                 for item in page.get("Contents", []):
                     key = item["Key"]
+                    if not self._may_read(key):
+                        continue
                     if self._selected(key[len(location.key) :]):
                         files.append(
                             _FileRef(key=key, size=int(item.get("Size", 0)), etag=item.get("ETag"))
@@ -629,6 +632,13 @@ class FileConnector:
             raise _connect_error(exc, location.bucket) from None
         files.sort(key=lambda f: f.key)
         return files
+
+    def _may_read(self, key: str) -> bool:
+        """A listed key stays within the reader's allowance (only the landing bucket has one)."""
+        if not is_landing_bucket(self._location.bucket, self._settings.bucket_name):
+            return True
+        lake = self._context.lake
+        return lake is not None and lake.permits(key)
 
     def _selected(self, relative: str) -> bool:
         if not relative or relative.endswith("/"):
@@ -686,7 +696,7 @@ class FileConnector:
                 raise _s3_error(exc, self._location.bucket, ref.key) from None
             raw: io.RawIOBase = _BodyReader(body.read, body.close)
         else:
-            response, connection = self._http_get(self._config.url)
+            response, connection = self._http_get(self._config.plain_url)
             raw = _BodyReader(_capped(response.read, HTTP_MAX_BYTES), connection.close)
         stream = pa.PythonFile(io.BufferedReader(raw, _STREAM_BUFFER_BYTES), mode="r")
         if self._compression(ref) == "gzip":
@@ -714,7 +724,7 @@ class FileConnector:
                 self._client(), self._location.bucket, ref.key, ref.size or 0, ref.etag
             )
             return pa.PythonFile(reader, mode="r")
-        response, connection = self._http_get(self._config.url)
+        response, connection = self._http_get(self._config.plain_url)
         spool = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the returned PythonFile
         try:
             read = _capped(response.read, HTTP_PARQUET_MAX_BYTES)
@@ -729,7 +739,7 @@ class FileConnector:
         return pa.PythonFile(spool, mode="r")
 
     def _http_ref(self) -> _FileRef:
-        response, connection = self._http_get(self._config.url)
+        response, connection = self._http_get(self._config.plain_url)
         try:
             length = response.getheader("Content-Length")
             size = int(length) if length and length.isdigit() else None
@@ -1297,42 +1307,26 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 # ---------------------------------------------------------------------- names and errors
 
 
-def _confine_to_tenant(location: _Location, config: FileConfig, context: ConnectorContext) -> None:
-    """Keep a tenant inside its own part of the service's landing bucket.
+def _confine_to_tenant(location: _Location, context: ConnectorContext) -> None:
+    """Keep a source inside what its reader may read of the service's landing bucket.
 
-    The service's role can read the landing bucket, which holds every tenant's synced
-    data. Without this check an organization could connect `s3://<landing>/org=other/`
-    and sync another tenant's records. With the service's own credentials, a file
-    source there may only name `uploads/{org}/...` (files a tenant put there) or
-    `org={org}/...` (its own synced data). Foreign buckets with their own keys are
-    governed by those keys.
+    The service's role can read the landing bucket, which holds every tenant's uploads
+    and synced data; the services layer resolved which prefixes this reader may see
+    (`context.lake`). The rule follows the bucket, never the credentials: keys supplied
+    with the source do not lift it.
     """
-    if location.scheme != "s3" or config.credentials is not None:
-        return
-    if location.bucket != context.settings.bucket_name:
-        return
-    org = context.organization
-    allowed = (f"uploads/{org}/", f"org={org}/") if org else ()
-    if not any(location.key.startswith(prefix) for prefix in allowed):
-        raise ConnectionFailed(
-            "files in the service's landing bucket can be read only under "
-            f"uploads/{org or '<organization>'}/ or your organization's synced data",
-            stage="permission",
-        )
+    if location.scheme == "s3":
+        confine(context.lake, context.settings.bucket_name, location.bucket, location.key)
 
 
 def _parse_location(url: str, pattern: str | None) -> _Location:
     parts = urlsplit(url)
     if parts.scheme == "s3":
-        bucket = parts.netloc
+        bucket, key, is_prefix = s3_key(url, pattern)
         if not bucket:
             raise ValidationFailed(
                 "an s3 url names a bucket: s3://bucket/key or s3://bucket/prefix/"
             )
-        key = unquote(parts.path.lstrip("/"))
-        is_prefix = key == "" or key.endswith("/") or pattern is not None
-        if is_prefix and key and not key.endswith("/"):
-            key += "/"
         return _Location("s3", bucket, key, is_prefix)
     if parts.scheme in ("https", "http"):
         if not parts.hostname:

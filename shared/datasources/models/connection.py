@@ -240,6 +240,11 @@ class FileConfig(ConfigModel):
             raise ValueError("url must start with s3:// or https://")
         return value
 
+    @property
+    def plain_url(self) -> str:
+        """The url to read (connectors call this at use)."""
+        return self.url
+
 
 CONFIG_MODELS: dict[str, type[ConfigModel]] = {
     "database": DatabaseConfig,

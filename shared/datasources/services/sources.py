@@ -52,6 +52,12 @@ def connect_sources(
     if len(request.sources) > limit:
         raise ValidationFailed(f"at most {limit} sources can be connected in one request")
     tenant = tenant_for(principal, workspace_id, request.scope)
+    if any(source.type == "file" for source in request.sources):
+        from datasources.services.lake_access import Reader, check_file_config
+
+        reader = Reader.of_source(tenant)
+        for source in request.sources:
+            check_file_config(reader, source.connection_config)
     now = now_iso()
     records: list[SourceRecord] = []
     created_secrets: list[str] = []
@@ -129,10 +135,12 @@ def cleanup_sources(
 
 def test_connection(principal: Principal, request: TestConnectionRequest) -> dict[str, Any]:
     """Check a config before it is saved; ConnectionFailed says which stage failed."""
+    from datasources.services.lake_access import Reader
+
     connector = open_config(
         request.source_config.connection_config,
         request.source_config.type,
-        principal.organization,
+        Reader.of_caller(principal),
     )
     try:
         started = time.perf_counter()
@@ -149,7 +157,7 @@ def get_schema(principal: Principal, workspace_id: str, query: SchemaQuery) -> d
     source = sources_dal.get_source(tenant, query.source_id)
     if source is None:
         raise SourceNotFound(f"data source {query.source_id} not found")
-    connector = open_source(source, principal.organization)
+    connector = open_source(source, tenant)
     try:
         tables = connector.discover()
     finally:

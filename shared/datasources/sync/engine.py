@@ -45,13 +45,13 @@ class UnitOutcome:
 class _Connectors:
     """Connectors opened during one invocation, one per source, closed at the end."""
 
-    organization: str
+    tenant: Tenant
     sources: dict[str, SourceRecord]
     opened: dict[str, Connector] = field(default_factory=dict)
 
     def get(self, source_id: str) -> Connector:
         if source_id not in self.opened:
-            self.opened[source_id] = open_source(self.sources[source_id], self.organization)
+            self.opened[source_id] = open_source(self.sources[source_id], self.tenant)
         return self.opened[source_id]
 
     def close(self) -> None:
@@ -109,7 +109,7 @@ def start_sync(
             f"a sync can cover at most {MAX_SOURCES_PER_JOB} sources; pass source_ids"
         )
 
-    connectors = _Connectors(tenant.organization, {s.id: s for s in sources})
+    connectors = _Connectors(tenant, {s.id: s for s in sources})
     deadline = time.monotonic() + min(
         settings.sync_time_budget_seconds, max(0.0, remaining_ms() / 1000 - 5)
     )
@@ -482,7 +482,7 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
         _finish_job_if_done(tenant, job.job_id)
         return
     deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - settings.worker_reserve_seconds)
-    connectors = _Connectors(tenant.organization, {source.id: source})
+    connectors = _Connectors(tenant, {source.id: source})
     try:
         outcome = _run_unit(tenant, job, unit, connectors.get(source.id), deadline)
     except Exception as exc:
