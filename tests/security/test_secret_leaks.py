@@ -37,7 +37,18 @@ DSN_PG_PASSWORD = "planted-dsn-quoted-pw-91c4"
 API_KEY = "planted-api-key-5e8d2b77"
 WRONG_API_KEY = "planted-wrong-api-key-c0ffee"
 HEADER_SECRET = "planted-header-token-42ab"
+# Credentials outside the declared secret fields, caught by the credential scanner.
+URL_PASSWORD = "planted-url-userinfo-pw-3b1d"
+QUERY_TOKEN = "planted-query-token-8e2f"
+PARAM_TOKEN = "planted-param-access-token-6a90"
+AMZ_SIGNATURE = "planted-x-amz-signature-d41d8c"
+AMZ_CREDENTIAL = "planted-x-amz-credential-77aa"
+SAS_SIG = "planted-sas-sig-0f0f1e"
+COOKIE_SECRET = "planted-cookie-session-5150"
+HEADER_API_KEY = "planted-x-api-key-header-2b2b"
 SECRETS = [PG_PASSWORD, WRONG_PG_PASSWORD, DSN_PG_PASSWORD, API_KEY, WRONG_API_KEY, HEADER_SECRET]
+SECRETS += [URL_PASSWORD, QUERY_TOKEN, PARAM_TOKEN, AMZ_SIGNATURE, AMZ_CREDENTIAL, SAS_SIG]
+SECRETS += [COOKIE_SECRET, HEADER_API_KEY]
 PROBE_SCHEMA = "ds_security_probe"
 
 
@@ -108,6 +119,14 @@ def database(name: str, password: str) -> dict[str, Any]:
             "schema": PROBE_SCHEMA,
         },
     }
+
+
+def presigned_url(api: FakeApi) -> str:
+    base = api.url.replace("http://", f"http://reader:{URL_PASSWORD}@")
+    return (
+        f"{base}/items/all?api_key={API_KEY}&token={QUERY_TOKEN}"
+        f"&X-Amz-Credential={AMZ_CREDENTIAL}&X-Amz-Signature={AMZ_SIGNATURE}&sig={SAS_SIG}"
+    )
 
 
 def api_source(name: str, url: str, key: str, **extra: Any) -> dict[str, Any]:
@@ -198,11 +217,43 @@ def test_no_secret_leaks_anywhere_through_a_full_run_with_failures(
         ),
         api_source("api_unauthorized", f"{api.url}/items/page", WRONG_API_KEY),
         api_source("api_failing", f"{api.url}/items/offset", API_KEY, max_retry_wait_seconds=0),
+        # A credential as a request parameter and in headers the scanner recognises.
+        api_source(
+            "api_params",
+            api.url,
+            API_KEY,
+            headers={"Cookie": f"session={COOKIE_SECRET}", "X-Api-Key": HEADER_API_KEY},
+            resources=[
+                {"name": "items", "path": "/items/link", "params": {"access_token": PARAM_TOKEN}}
+            ],
+        ),
+        # A presigned-style file URL with userinfo, a token and signatures in its query.
+        {
+            "type": "file",
+            "name": "file_presigned",
+            "connection_config": {"url": presigned_url(api), "format": "json"},
+        },
     ]
     # ---- connect
     connected = run.call("connect", body={"sources": sources})
     assert connected.status_code == 201, connected.body
     ids = {s["name"]: s["id"] for s in connected.data["connected_sources"]}
+    shown = {s["name"]: s["connection_config"] for s in connected.data["connected_sources"]}
+    assert shown["file_presigned"]["url"].startswith(f"http://********@127.0.0.1:{api.port}/")
+    assert shown["api_params"]["resources"][0]["params"] == {"access_token": "********"}
+    # Credentials in an api URL are refused with a 422 saying where they go, at connect
+    # and at test-connection alike, without echoing them.
+    refused_urls = [
+        (api.url.replace("http://", f"http://user:{URL_PASSWORD}@") + "/items/page", "basic_auth"),
+        (f"{api.url}/items/page?api_key={QUERY_TOKEN}", "api_key_in 'query'"),
+    ]
+    for url, where in refused_urls:
+        source = api_source("api_refused", url, API_KEY)
+        refused = run.call("connect", body={"sources": [source]})
+        assert refused.status_code == 422, refused.body
+        assert where in refused.body["message"], refused.body
+        config = {k: source[k] for k in ("type", "connection_config")}
+        assert run.call("test", body={"source_config": config}).status_code == 422
 
     # ---- test-connection (the request carries the secrets in clear)
     api.inject(500, times=1000, path_prefix="/items/offset")
@@ -213,6 +264,8 @@ def test_no_secret_leaks_anywhere_through_a_full_run_with_failures(
         "api_ok": 200,
         "api_unauthorized": 400,
         "api_failing": 400,
+        "api_params": 200,
+        "file_presigned": 200,
     }
     for source in sources:
         config = {k: source[k] for k in ("type", "connection_config")}
@@ -231,7 +284,7 @@ def test_no_secret_leaks_anywhere_through_a_full_run_with_failures(
     queued = run.call(
         "sync",
         body={
-            "source_ids": [ids["pg_ok"], ids["api_ok"]],
+            "source_ids": [ids["pg_ok"], ids["api_ok"], ids["api_params"], ids["file_presigned"]],
             "sync_options": {"batch_size": 40, "incremental": True},
         },
         context=FakeContext(remaining_ms=1000),
@@ -240,7 +293,7 @@ def test_no_secret_leaks_anywhere_through_a_full_run_with_failures(
     run.drain(remaining_ms=2500)
     done = run.call("status", path={"job_id": queued.data["job_id"]}, query={"scope": "user"})
     assert done.data["status"] == "completed", done.body
-    assert done.data["records_processed"] == 300 + 250
+    assert done.data["records_processed"] == 300 + 250 * 3
 
     # ---- failing syncs, inline
     failing = run.call(

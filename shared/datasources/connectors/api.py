@@ -599,7 +599,12 @@ class ApiConnector:
             return httpx.URL(pos["url"]), {}
         resource = run.resource
         pagination = resource.pagination
-        params: dict[str, Any] = dict(resource.params)
+        params: dict[str, Any] = {}
+        for name, value in resource.params.items():
+            if isinstance(value, SecretStr):  # the model wraps credential-looking params
+                value = value.get_secret_value()
+                self._remember_secret(value)
+            params[name] = value
         if resource.incremental is not None and run.since is not None:
             params[resource.incremental.param] = run.since
         if pagination.size_param and pagination.page_size:

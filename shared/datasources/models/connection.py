@@ -7,7 +7,6 @@ the masked config and Secrets Manager keeps the rest; `merge_secrets` puts them 
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -22,6 +21,13 @@ from pydantic import (
 
 from datasources.errors import ValidationFailed
 from datasources.models.common import MASK, PathKey
+from datasources.models.credentials import (
+    SecretUrl,
+    is_credential_header,
+    is_credential_param,
+    refuse_url_credentials,
+    url_credentials,
+)
 
 
 class ConfigModel(BaseModel):
@@ -124,7 +130,8 @@ class ApiResource(ConfigModel):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
     path: Annotated[str, Field(max_length=2048)] = ""
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # Credential-looking parameters (access_token, api_key, ...) are stored as secrets.
+    params: dict[str, str | int | float | bool | SecretStr] = Field(default_factory=dict)
     records_path: Annotated[str, Field(max_length=256)] | None = None
     primary_key: list[str] | None = None
     pagination: Pagination = Field(default_factory=Pagination)
@@ -136,13 +143,29 @@ class ApiResource(ConfigModel):
         # `"primary_key": "id"` is what people write for a single-column key.
         return [value] if isinstance(value, str) else value
 
+    @field_validator("path")
+    @classmethod
+    def _no_credentials_in_path(cls, value: str) -> str:
+        return refuse_url_credentials(value, "resources[].path")
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _secret_params(cls, value: Any) -> Any:
+        # A credential sent as a query parameter belongs in Secrets Manager, not DynamoDB.
+        if isinstance(value, dict):
+            return {
+                k: SecretStr(str(v))
+                if isinstance(k, str) and is_credential_param(k) and not isinstance(v, SecretStr)
+                else v
+                for k, v in value.items()
+            }
+        return value
+
 
 class BasicAuth(ConfigModel):
     username: str
     password: SecretStr
 
-
-_SECRET_HEADER = re.compile(r"(auth|token|key|secret|password|cookie|session)", re.IGNORECASE)
 
 # Where `api_key` goes when `api_key_name` is not given, per placement.
 DEFAULT_API_KEY_NAMES = {"bearer": "Authorization", "header": "X-API-Key", "query": "api_key"}
@@ -174,7 +197,12 @@ class ApiConfig(ConfigModel):
         parsed = urlsplit(value)
         if parsed.scheme not in ("https", "http") or not parsed.hostname:
             raise ValueError("base_url must be an https URL with a host")
-        return value
+        return refuse_url_credentials(value, "base_url")
+
+    @field_validator("health_path")
+    @classmethod
+    def _no_credentials_in_health_path(cls, value: str | None) -> str | None:
+        return None if value is None else refuse_url_credentials(value, "health_path")
 
     @field_validator("headers", mode="before")
     @classmethod
@@ -182,7 +210,7 @@ class ApiConfig(ConfigModel):
         # Headers that look like credentials are stored as secrets, never in DynamoDB.
         if isinstance(value, dict):
             return {
-                k: SecretStr(v) if isinstance(v, str) and _SECRET_HEADER.search(k) else v
+                k: SecretStr(v) if isinstance(v, str) and is_credential_header(k) else v
                 for k, v in value.items()
             }
         return value
@@ -224,26 +252,35 @@ class FileCredentials(ConfigModel):
 class FileConfig(ConfigModel):
     """Files on S3 (`s3://bucket/key` or a prefix with `pattern`) or one https URL."""
 
-    url: Annotated[str, Field(min_length=6, max_length=2048)]
+    # A url carrying credentials (presigned, SAS, a token, userinfo) is kept as a secret.
+    url: Annotated[str, Field(min_length=6, max_length=2048)] | SecretStr
     format: Literal["csv", "tsv", "jsonl", "json", "parquet"] | None = None
     pattern: Annotated[str, Field(max_length=512)] | None = None
     csv: CsvOptions = Field(default_factory=CsvOptions)
     compression: Literal["gzip", "none"] | None = None
     credentials: FileCredentials | None = None
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
-    def _known_scheme(cls, value: str) -> str:
+    def _known_scheme(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
         if not (
             value.startswith("s3://") or value.startswith("https://") or value.startswith("http://")
         ):
             raise ValueError("url must start with s3:// or https://")
+        if url_credentials(value):
+            if not 6 <= len(value) <= 2048:
+                raise ValueError("url must be 6 to 2,048 characters")
+            return SecretUrl(value)
         return value
 
     @property
     def plain_url(self) -> str:
-        """The url to read (connectors call this at use)."""
-        return self.url
+        """The url itself, credentials included (connectors call this at use)."""
+        return reveal(self.url) or ""
 
 
 CONFIG_MODELS: dict[str, type[ConfigModel]] = {
@@ -267,10 +304,12 @@ def parse_connection_config(source_type: str, config: dict[str, Any]) -> ConfigM
 def split_secrets(config: ConfigModel) -> tuple[dict[str, Any], list[tuple[list[PathKey], str]]]:
     """Return (the config as JSON with every secret masked, [(path, secret value), ...])."""
     secrets: list[tuple[list[PathKey], str]] = []
+    shown: list[str] = []  # what the stored config shows in each secret's place
 
     def collect(value: Any, path: list[PathKey]) -> None:
         if isinstance(value, SecretStr):
             secrets.append((path, value.get_secret_value()))
+            shown.append(value.masked() if isinstance(value, SecretUrl) else MASK)
         elif isinstance(value, dict):
             for k, v in value.items():
                 collect(v, [*path, k])
@@ -282,8 +321,8 @@ def split_secrets(config: ConfigModel) -> tuple[dict[str, Any], list[tuple[list[
     # the JSON-mode dump is what gets stored, with the mask at each of those places.
     collect(config.model_dump(mode="python", by_alias=True, exclude_none=True), [])
     as_json = config.model_dump(mode="json", by_alias=True, exclude_none=True)
-    for path, _ in secrets:
-        _set_path(as_json, path, MASK)
+    for (path, _), display in zip(secrets, shown, strict=True):
+        _set_path(as_json, path, display)
     return as_json, secrets
 
 
