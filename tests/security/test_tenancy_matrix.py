@@ -541,3 +541,17 @@ def test_made_up_credentials_do_not_lift_the_landing_bucket_confinement(stack: S
         },
     }
     assert stack.call("test", body={"source_config": own}, token=token("member")).status_code == 200
+
+
+def test_an_s3_url_with_keys_before_the_bucket_is_refused(stack: Stack) -> None:
+    # `s3://KEY:SECRET@<landing>/...` must neither dodge the landing-bucket comparison
+    # nor be stored: it is refused before anything is read or saved.
+    file_source(stack, GLOBEX, "plans")
+    for netloc in (f"AKIAMADEUP:made-up@{stack.bucket}", f"{stack.bucket}:443"):
+        url = f"s3://{netloc}/uploads/{GLOBEX}/plans.csv"
+        config = {"type": "file", "connection_config": {"url": url}}
+        tested = stack.call("test", body={"source_config": config}, token=token("member"))
+        assert tested.status_code == 422, tested.body
+        assert "credentials" in tested.body["message"] and "made-up" not in str(tested.body)
+        made = connect(stack, "member", "user", {"name": "keys", **config})
+        assert made.status_code == 422, made.body

@@ -1323,9 +1323,12 @@ def _parse_location(url: str, pattern: str | None) -> _Location:
     parts = urlsplit(url)
     if parts.scheme == "s3":
         bucket, key, is_prefix = s3_key(url, pattern)
-        if not bucket:
+        # 'keys@bucket' or 'bucket:port' is no bucket name, and must not slip past the
+        # landing-bucket comparison either.
+        if not bucket or "@" in bucket or ":" in bucket:
             raise ValidationFailed(
-                "an s3 url names a bucket: s3://bucket/key or s3://bucket/prefix/"
+                "an s3 url names a bucket: s3://bucket/key or s3://bucket/prefix/ "
+                "(keys for another bucket go in 'credentials')"
             )
         return _Location("s3", bucket, key, is_prefix)
     if parts.scheme in ("https", "http"):

@@ -271,6 +271,12 @@ class FileConfig(ConfigModel):
             value.startswith("s3://") or value.startswith("https://") or value.startswith("http://")
         ):
             raise ValueError("url must start with s3:// or https://")
+        if value.startswith("s3://") and any(c in urlsplit(value).netloc for c in "@:"):
+            # Keys before the bucket would be stored in clear and are no bucket name.
+            raise ValueError(
+                "an s3 url names a bucket only (s3://bucket/key): put access keys in "
+                "'credentials', which is stored as a secret"
+            )
         if url_credentials(value):
             if not 6 <= len(value) <= 2048:
                 raise ValueError("url must be 6 to 2,048 characters")
