@@ -42,14 +42,8 @@ def connector_context(reader: Reader, config: ConfigModel) -> ConnectorContext:
     return ConnectorContext(
         settings=get_settings(),
         s3_client_factory=aws.s3_client_factory,
-        lake=lake_allowance(reader, config) if _reads_files(config) else None,
+        lake=lake_allowance(reader, config),
     )
-
-
-def _reads_files(config: ConfigModel) -> bool:
-    from datasources.models.connection import FileConfig
-
-    return isinstance(config, FileConfig)
 
 
 def open_config(config: ConfigModel, source_type: str, reader: Reader) -> Connector:

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from datasources.connectors.base import Column
 from datasources.dal.keys import Tenant
+from datasources.lake import source_prefix
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -42,10 +43,8 @@ def stream_path(stream: str) -> str:
 
 def job_prefix(tenant: Tenant, source_id: str, stream: str, job_id: str) -> str:
     """The Hive-style folder of one stream of one job (DESIGN §4)."""
-    return (
-        f"org={tenant.organization}/workspace={tenant.workspace_id}/source={source_id}"
-        f"/stream={stream_path(stream)}/job={job_id}"
-    )
+    folder = source_prefix(tenant.organization, tenant.workspace_id, source_id)
+    return f"{folder}stream={stream_path(stream)}/job={job_id}"
 
 
 def part_key(prefix: str, seq: int, fmt: str) -> str:
