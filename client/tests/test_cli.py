@@ -203,9 +203,14 @@ def test_an_api_error_exits_1_with_status_code_and_request_id(env: dict[str, str
 # ---------------------------------------------------------------------- syncs
 
 
+# Enough records that the sync outlasts POST /sync's inline budget (1 s) even on a fast
+# machine, so the rest goes through the queue while the CLI watches.
+BIG = 20_000
+
+
 @pytest.fixture
 def big_api() -> Iterator[Any]:
-    api = FakeApi(records=6000).start()
+    api = FakeApi(records=BIG).start()
     try:
         yield api
     finally:
@@ -227,21 +232,24 @@ def test_sync_wait_shows_rising_counts_as_plain_lines_and_ends_with_the_stream_t
 
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    lines = out.splitlines()
     assert "\r" not in out and "\x1b[" not in out  # not a terminal: no redraws, no colours
-    progress = [line for line in out.splitlines() if line.startswith("[")]
+    progress = [line for line in lines if line.startswith("[")]
     counts = [int(RECORDS.search(line).group(1)) for line in progress]  # type: ignore[union-attr]
     assert progress[0].split()[3] in ("running", "queued")
     # It went on through the queue after the request (the stack's budget is 1 s), and
     # the watch saw the count rise more than once before the end.
     assert len(set(counts)) >= 3 and counts == sorted(counts), progress
-    assert counts[0] < 6000 and counts[-1] == 6000
+    assert counts[0] < BIG and counts[-1] == BIG
     assert all(re.search(r"rate=\d+/s", line) for line in progress)
-    tail = out.splitlines()[-6:]
-    header = next(line for line in tail if "stream" in line and "records" in line)
+    # After the progress lines: the stream table, then one summary line.
+    last_progress = max(i for i, line in enumerate(lines) if line.startswith("["))
+    table = lines[last_progress + 1 :]
+    header = next(line for line in table if "stream" in line and "records" in line)
     assert all(word in header for word in ("source", "status", "parts", "bytes", "output"))
-    row = next(line for line in tail if "orders" in line and "completed" in line)
-    assert "6,000" in row and "s3://" in row
-    assert out.splitlines()[-1].endswith("completed, 6,000 records")
+    row = next(line for line in table if "orders" in line and "completed" in line)
+    assert f"{BIG:,}" in row and "s3://" in row
+    assert lines[-1].endswith(f"completed, {BIG:,} records")
 
 
 def test_a_failed_sync_exits_3_and_status_follow_prints_the_apis_data(
@@ -301,7 +309,7 @@ def test_ctrl_c_stops_watching_not_the_sync(
 
     final = run(env, "status", job_id, "--follow", "-o", "json", timeout=300)
     assert final.returncode == 0, final.stderr
-    assert json.loads(final.stdout)["records_processed"] == 6000
+    assert json.loads(final.stdout)["records_processed"] == BIG
 
 
 # ---------------------------------------------------------------------- schedules

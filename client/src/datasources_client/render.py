@@ -78,7 +78,9 @@ def preview_table(preview: Preview) -> Table:
 
 
 def streams_table(job: SyncJob) -> Table:
-    table = Table("source", "stream", "status", "records", "parts", "bytes", "output")
+    table = Table("source", "stream", "status", "records", "parts", "bytes")
+    # The output location is what people copy: wrapped, never cut with an ellipsis.
+    table.add_column("output", overflow="fold")
     for s in job.streams:
         table.add_row(
             s.source_id,
