@@ -252,3 +252,27 @@ def test_an_api_preview_reads_one_page_and_stops(stack: Stack) -> None:
         # Discovery samples the first page, the read takes one more: never all 5 pages.
         pages = [r for r in api.requests if r.path == "/items/page"]
         assert len(pages) <= 2, [r.raw_target for r in pages]
+
+
+def test_the_size_cap_counts_bytes_as_the_response_encodes_them(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datasources.services import preview as preview_service
+
+    # "é" is 2 bytes of UTF-8 but 6 in the response's JSON (\u00e9).
+    body = "id,text\n" + "".join(f"{i},{'é' * 3000}\n" for i in range(1, 51))
+    stack.s3.put_object(Bucket=stack.bucket, Key="uploads/acme/accents.csv", Body=body.encode())
+    source = {
+        "type": "file",
+        "name": "accents",
+        "connection_config": {"url": f"s3://{stack.bucket}/uploads/acme/accents.csv"},
+    }
+    source_id = connect(stack, source).data["connected_sources"][0]["id"]
+    monkeypatch.setattr(preview_service, "MAX_PREVIEW_BYTES", 60_000)
+
+    response = preview(stack, source_id, only_stream(stack, source_id)["name"], limit="50")
+
+    assert response.status_code == 200, response.body
+    assert response.data["truncated"] is True
+    assert response.data["row_count"] == 3
+    assert len(json.dumps(response.data["rows"])) <= 60_000

@@ -78,7 +78,8 @@ def _collect(
                 value, cut = _json_value(record.get(column.name), column)
                 truncated = truncated or cut
                 row[column.name] = value
-            row_bytes = len(json.dumps(row, ensure_ascii=False).encode()) + 1
+            # Measured as the response encodes it (ASCII escapes), not as UTF-8.
+            row_bytes = len(json.dumps(row, default=str)) + 1
             if size + row_bytes > MAX_PREVIEW_BYTES:
                 return rows, True
             rows.append(row)
