@@ -276,3 +276,85 @@ def test_the_size_cap_counts_bytes_as_the_response_encodes_them(
     assert response.data["truncated"] is True
     assert response.data["row_count"] == 3
     assert len(json.dumps(response.data["rows"])) <= 60_000
+
+
+@pytest.fixture
+def my_table() -> Iterator[tuple[Any, str]]:
+    """A MariaDB database (unique to this test) with one table of many types, 150 rows."""
+    if fx.SKIP:
+        pytest.skip("DS_SKIP_DB_TESTS=1: database tests skipped on purpose")
+    conn = fx.my_connect()
+    database = f"ds_preview_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {database}")
+        cur.execute(
+            f"CREATE TABLE {database}.items (id bigint PRIMARY KEY, name varchar(64), "
+            "price decimal(12,2), ratio double, active boolean, born date, "
+            "seen_at timestamp(6) NULL, local_at datetime(6), raw varbinary(8))"
+        )
+        cur.execute("SET time_zone = '+00:00'")
+        for g in range(150, 0, -1):
+            cur.execute(
+                f"INSERT INTO {database}.items VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    g,
+                    None if g == 3 else f"item {g} Zoë",
+                    Decimal(g) * Decimal("1.25"),
+                    g / 3,
+                    g % 2 == 0,
+                    dt.date(2024, 1, 1) + dt.timedelta(days=g),
+                    dt.datetime(2024, 5, 1, 10, 0, 0, 250_001) + dt.timedelta(minutes=g),
+                    dt.datetime(2024, 5, 1, 8, 0, 0, 500_000) + dt.timedelta(hours=g),
+                    g.to_bytes(2, "big"),
+                ),
+            )
+    try:
+        yield conn, database
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.close()
+
+
+@pytest.mark.mysql
+def test_a_mariadb_preview_matches_the_table_value_for_value(
+    stack: Stack, my_table: tuple[Any, str]
+) -> None:
+    conn, database = my_table
+    config = {
+        "host": fx.HOST,
+        "port": fx.MYSQL_PORT,
+        "database": database,
+        "username": fx.USER,
+        "password": fx.PASSWORD,
+        "engine": "mariadb",
+        "connect_timeout": 5,
+    }
+    body = {"sources": [{"type": "database", "name": database, "connection_config": config}]}
+    source_id = connect(stack, *body["sources"]).data["connected_sources"][0]["id"]
+    table = only_stream(stack, source_id)
+
+    response = preview(stack, source_id, "items", limit="100")
+
+    assert response.status_code == 200, response.body
+    assert response.data["columns"] == table["columns"]
+    rows = response.data["rows"]
+    with conn.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute(f"SELECT * FROM {database}.items ORDER BY id LIMIT 100")
+        names = [d[0] for d in cur.description]
+        source_rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    assert len(rows) == 100 and [list(r) for r in rows] == [names] * 100
+    types = {c["name"]: c["type"] for c in table["columns"]}
+    assert (types["seen_at"], types["active"], types["raw"]) == (
+        "timestamp_tz",
+        "boolean",
+        "binary",
+    )
+    for got, want in zip(rows, source_rows, strict=True):
+        expected = {k: as_json(v) for k, v in want.items()}
+        # A TIMESTAMP is an instant (read in a UTC session); MariaDB's boolean is tinyint(1).
+        expected["seen_at"] = want["seen_at"].replace(tzinfo=dt.UTC).isoformat()
+        expected["active"] = bool(want["active"])
+        assert got == expected
+    assert rows[2]["name"] is None
