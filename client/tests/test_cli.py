@@ -403,3 +403,41 @@ def test_schedule_set_list_remove(
     removed = run(env, "schedule", "remove", source_id)
     assert removed.returncode == 0 and "(none)" in removed.stdout
     assert bodies[-1]["schedule"] is None
+
+
+def test_on_a_terminal_progress_is_redrawn_in_place(
+    env: dict[str, str], tmp_path: Path, big_api: Any
+) -> None:
+    import pty
+
+    env["ORDERS_API_KEY"] = big_api.api_key
+    source_id = connect_one(env, write_sources(tmp_path, big_api, name="big_api"))
+    started = run(env, "sync", source_id, "--batch-size", "200", "-o", "json")
+    job_id = json.loads(started.stdout)["job_id"]
+
+    leader, follower = pty.openpty()
+    watcher = subprocess.Popen(
+        [str(SCRIPT), "status", job_id, "--follow", "--interval", "0.3"],
+        env={**env, "TERM": "xterm-256color", "COLUMNS": "160"},
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert watcher.wait(timeout=60) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    # The live display moves the cursor back up to redraw, instead of adding lines...
+    assert "\x1b[2K" in screen or "\x1b[1A" in screen or "\x1b[A" in screen, screen[-2000:]
+    assert "records/s" in screen and "elapsed" in screen
+    # ...and the stream table stays when it ends.
+    assert "completed" in screen and f"{BIG:,}" in screen
