@@ -22,6 +22,20 @@ databases:
 
 test: venv databases
 	$(PY) -m pytest
+	$(MAKE) client-test
+
+# The Python client and CLI (client/), installed as a user installs it: a fresh
+# virtualenv holding only `pip install ./client` and pytest, so nothing of the server
+# can leak into it. Its tests start the local stack with the project's interpreter.
+CLIENT_VENV := .venv-client
+
+.PHONY: client-test
+client-test: venv
+	rm -rf $(CLIENT_VENV)
+	$(PYTHON) -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CLIENT_VENV)/bin/python -m pip install --quiet "./client[test]"
+	cd client && DATASOURCES_SERVER_PYTHON=$(abspath $(PY)) ../$(CLIENT_VENV)/bin/python -m pytest
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -33,6 +47,7 @@ openapi: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+	cd client && ../$(VENV)/bin/mypy
 
 # The local stack: template.yaml's routes, queue worker and emulated AWS (moto) on
 # 127.0.0.1, PORT (3000) and LOCAL_AWS_PORT (4566). See local/stack.py.

@@ -29,6 +29,7 @@ ERRORS = {
     "413": "Request body too large",
     "422": "Validation failed (data.errors lists each problem)",
     "429": "Throttled",
+    "502": "The source failed while it was being read",
     "500": "Internal error (quote the request id)",
 }
 
@@ -45,6 +46,7 @@ def build() -> dict[str, Any]:
         responses.CleanupData,
         responses.TestConnectionData,
         responses.SchemaData,
+        responses.PreviewData,
         responses.ErrorEnvelope,
     ]
     _, schema = models_json_schema(
@@ -218,6 +220,20 @@ def build() -> dict[str, Any]:
                         "content": json_content(envelope(ref("SchemaData"))),
                     },
                     **errors("400", *common),
+                },
+            }
+        },
+        f"{PREFIX}/preview": {
+            "get": {
+                "operationId": "previewStream",
+                "summary": "Read up to 100 rows of one stream straight from the source",
+                "parameters": [workspace, *query_params(requests.PreviewQuery)],
+                "responses": {
+                    "200": {
+                        "description": "The first rows of the stream, typed as in the schema",
+                        "content": json_content(envelope(ref("PreviewData"))),
+                    },
+                    **errors("400", "502", *common),
                 },
             }
         },

@@ -67,6 +67,7 @@ class Stack:
         "cleanup": ("cleanup_sources", "CleanupSourcesFunction"),
         "test": ("test_connection", "TestConnectionFunction"),
         "schema": ("get_schema", "GetSchemaFunction"),
+        "preview": ("preview_source", "PreviewSourceFunction"),
     }
 
     def __init__(self, resources: Any, monkeypatch: pytest.MonkeyPatch) -> None:

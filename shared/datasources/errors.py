@@ -41,6 +41,10 @@ class SourceNotFound(NotFound):
     code = "source_not_found"
 
 
+class StreamNotFound(NotFound):
+    code = "stream_not_found"
+
+
 class JobNotFound(NotFound):
     code = "job_not_found"
 

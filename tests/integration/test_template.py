@@ -34,6 +34,7 @@ EXPECTED_ROUTES = {
     ("POST", "/api/v1/data/{workspace_id}/cleanup"): "CleanupSourcesFunction",
     ("POST", "/api/v1/data/{workspace_id}/test-connection"): "TestConnectionFunction",
     ("GET", "/api/v1/data/{workspace_id}/schema"): "GetSchemaFunction",
+    ("GET", "/api/v1/data/{workspace_id}/preview"): "PreviewSourceFunction",
 }
 CODE_URIS = {
     "ConnectSourcesFunction": "functions/connect_sources",
@@ -43,6 +44,7 @@ CODE_URIS = {
     "CleanupSourcesFunction": "functions/cleanup_sources",
     "TestConnectionFunction": "functions/test_connection",
     "GetSchemaFunction": "functions/get_schema",
+    "PreviewSourceFunction": "functions/preview_source",
     "SyncWorkerFunction": "functions/sync_worker",
 }
 LIGHT_FUNCTIONS = [
@@ -56,6 +58,7 @@ HEAVY_FUNCTIONS = [
     "SyncWorkerFunction",
     "TestConnectionFunction",
     "GetSchemaFunction",
+    "PreviewSourceFunction",
 ]
 # Actions that only read. Anything else in a read-only function's policy is a write.
 READ_ONLY_ACTIONS = {
@@ -287,7 +290,8 @@ def test_only_functions_that_touch_sources_carry_the_connector_layer(
 
 
 @pytest.mark.parametrize(
-    "logical_id", ["ListSourcesFunction", "SyncStatusFunction", "GetSchemaFunction"]
+    "logical_id",
+    ["ListSourcesFunction", "SyncStatusFunction", "GetSchemaFunction", "PreviewSourceFunction"],
 )
 def test_read_only_functions_cannot_write(template: dict[str, Any], logical_id: str) -> None:
     actions, templates = actions_and_templates(template, logical_id)
@@ -340,7 +344,12 @@ def test_sync_and_worker_may_enqueue_continuations(template: dict[str, Any]) -> 
     send = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["SyncQueue", "QueueName"]}}}
     for lid in ("SyncSourcesFunction", "SyncWorkerFunction"):
         assert send in policy_entries(template, lid), lid
-    for lid in [*LIGHT_FUNCTIONS, "TestConnectionFunction", "GetSchemaFunction"]:
+    for lid in [
+        *LIGHT_FUNCTIONS,
+        "TestConnectionFunction",
+        "GetSchemaFunction",
+        "PreviewSourceFunction",
+    ]:
         assert send not in policy_entries(template, lid), lid
 
 

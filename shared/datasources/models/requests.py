@@ -55,3 +55,14 @@ class CleanupRequest(StrictModel):
 class SchemaQuery(StrictModel):
     source_id: SourceId
     scope: Scope = Scope.USER
+
+
+# Preview answers from the source inside the request: a peek, never a sync.
+MAX_PREVIEW_ROWS = 100
+
+
+class PreviewQuery(StrictModel):
+    source_id: SourceId
+    stream: Annotated[str, Field(min_length=1, max_length=1024)]
+    limit: Annotated[int, Field(ge=1, le=MAX_PREVIEW_ROWS)] = 20
+    scope: Scope = Scope.USER

@@ -93,6 +93,20 @@ class SchemaData(BaseModel):
     tables: list[TableView]
 
 
+class PreviewData(BaseModel):
+    source_id: str
+    stream: str
+    columns: list[Column] = Field(description="The stream's columns, typed as in `schema`.")
+    rows: list[dict[str, Any]] = Field(
+        description="Up to `limit` rows, by column name; timestamps ISO-8601, decimals as "
+        "strings, binary as hex."
+    )
+    row_count: int
+    truncated: bool = Field(
+        description="True when the response size cap cut rows or long values short."
+    )
+
+
 class ErrorData(BaseModel):
     code: str
     errors: list[dict[str, Any]] | None = None
