@@ -35,7 +35,7 @@ def preview_stream(principal: Principal, workspace_id: str, query: PreviewQuery)
         raise SourceNotFound(f"data source {query.source_id} not found")
     from datasources.connectors.base import StreamState
 
-    connector = open_source(source, principal.organization)
+    connector = open_source(source, tenant)
     try:
         table = next((t for t in connector.discover() if t.name == query.stream), None)
         if table is None:
