@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -13,6 +12,14 @@ from pydantic import BaseModel
 from datasources import aws
 from datasources.dal.keys import Tenant, name_sk, source_sk, state_sk
 from datasources.errors import BadRequest, NameConflict, StorageError
+from datasources.models.common import SOURCE_ID_PATTERN, fullmatches
+from datasources.tokens import (
+    MAX_PAGE_TOKEN_CHARS,
+    MAX_PAGE_TOKEN_DEPTH,
+    TokenError,
+    decode_segment,
+    encode_segment,
+)
 
 
 class SourceRecord(BaseModel):
@@ -172,15 +179,23 @@ def delete_sources(tenant: Tenant, sources: Iterable[SourceRecord]) -> None:
 
 
 def _encode_token(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+    return encode_segment({"pk": key["pk"], "sk": key["sk"]})
 
 
 def _decode_token(token: str, tenant: Tenant) -> dict[str, Any]:
     try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except ValueError:
+        key = decode_segment(token, max_chars=MAX_PAGE_TOKEN_CHARS, max_depth=MAX_PAGE_TOKEN_DEPTH)
+    except TokenError:
         raise BadRequest("next_token is not valid") from None
-    # A token is only a position; one that names another tenant's partition is refused.
-    if not isinstance(key, dict) or key.get("pk") != tenant.pk or set(key) != {"pk", "sk"}:
+    # A token is only a position: this tenant's partition and a source's sort key, both
+    # strings (anything else would reach DynamoDB as a malformed ExclusiveStartKey).
+    sk = key.get("sk")
+    if (
+        set(key) != {"pk", "sk"}
+        or key["pk"] != tenant.pk
+        or not isinstance(sk, str)
+        or not sk.startswith("SOURCE#")
+        or not fullmatches(SOURCE_ID_PATTERN, sk.removeprefix("SOURCE#"))
+    ):
         raise BadRequest("next_token is not valid")
-    return key
+    return {"pk": tenant.pk, "sk": sk}
