@@ -24,6 +24,7 @@ from datasources.models.common import (
     WORKSPACE_ID_PATTERN,
     fullmatches,
 )
+from datasources.models.connection import ENCODING_NAME_PATTERN
 from tests.conftest import Stack, mint
 
 # pattern -> a value it accepts. A pattern in a model but missing here fails the test below.
@@ -34,6 +35,7 @@ VALID: dict[str, str] = {
     SOURCE_NAME_PATTERN: "orders",
     CLAIM_PATTERN: "acme",
     r"^[A-Za-z0-9_.-]{1,128}$": "customers",  # an API resource name
+    ENCODING_NAME_PATTERN: "utf-8",
 }
 # Patterns that refuse spaces also refuse a trailing space; a source name may hold spaces.
 ENDINGS = ["\n", "\r\n", "\r", "\n\n", " "]
