@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from datasources import aws
-from datasources.dal.keys import Tenant, name_sk, source_sk, state_sk
+from datasources.dal.keys import STATE_PREFIX, Tenant, name_sk, source_sk, state_sk
 from datasources.errors import BadRequest, NameConflict, StorageError
 from datasources.models.common import SOURCE_ID_PATTERN, fullmatches
 from datasources.tokens import (
@@ -164,15 +164,37 @@ def iter_all_sources(tenant: Tenant) -> Iterator[SourceRecord]:
             return
 
 
-def delete_sources(tenant: Tenant, sources: Iterable[SourceRecord]) -> None:
-    """Delete sources, their name items and their stream state, in batches of 25."""
+def state_keys_by_source(tenant: Tenant) -> dict[str, list[dict[str, str]]]:
+    """The keys of every stream-state item of the tenant, by source id (one paged query).
+
+    A cleanup of many sources reads them once instead of one query per source.
+    """
+    found: dict[str, list[dict[str, str]]] = {}
+    for item in aws.table().query_prefix(tenant.pk, STATE_PREFIX, keys_only=True):
+        source_id = item["sk"].split("#", 2)[1]
+        found.setdefault(source_id, []).append({"pk": item["pk"], "sk": item["sk"]})
+    return found
+
+
+def delete_sources(
+    tenant: Tenant,
+    sources: Iterable[SourceRecord],
+    states: dict[str, list[dict[str, str]]] | None = None,
+) -> None:
+    """Delete sources, their name items and their stream state, in batches of 25.
+
+    `states` (from `state_keys_by_source`) saves a query per source when given.
+    """
     keys: list[dict[str, str]] = []
     table = aws.table()
     for source in sources:
         keys.append({"pk": tenant.pk, "sk": source_sk(source.id)})
         keys.append({"pk": tenant.pk, "sk": name_sk(source.name)})
-        states = table.query_prefix(tenant.pk, state_sk(source.id, ""), keys_only=True)
-        keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in states)
+        if states is not None:
+            keys.extend(states.get(source.id, []))
+            continue
+        items = table.query_prefix(tenant.pk, state_sk(source.id, ""), keys_only=True)
+        keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in items)
     with table.batch_writer() as batch:
         for key in keys:
             batch.delete_item(Key=key)
