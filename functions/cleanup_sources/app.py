@@ -15,8 +15,12 @@ from datasources.services.sources import cleanup_sources
 
 @api_route(body=CleanupRequest)
 def route(request: ApiRequest[CleanupRequest]) -> ApiResult:
-    result = cleanup_sources(request.principal, request.workspace_id, request.input)
+    result = cleanup_sources(
+        request.principal, request.workspace_id, request.input, remaining_ms=request.remaining_ms()
+    )
     message = f"Deleted {result['deleted_count']} data source(s)"
+    if result["continuing"]:
+        message += f"; {len(result['pending_source_ids'])} more are being deleted in the background"
     if result["not_found"]:
         message += f"; {len(result['not_found'])} not found"
     return ApiResult(result, message)
@@ -28,4 +32,4 @@ def handler(event: dict, context: object) -> dict:
     return route(event, context)
 
 
-end_init("dynamodb", "secretsmanager")
+end_init("dynamodb", "secretsmanager", "sqs")

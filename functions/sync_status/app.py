@@ -4,13 +4,11 @@ import gc
 
 gc.disable()  # until end_init(): init makes no garbage (datasources.runtime)
 
-import re
-
 from aws_lambda_powertools.logging import correlation_paths
 
 from datasources.errors import JobNotFound
 from datasources.http import ApiRequest, ApiResult, api_route
-from datasources.models.common import JOB_ID_PATTERN
+from datasources.models.common import JOB_ID_PATTERN, fullmatches
 from datasources.models.requests import JobQuery
 from datasources.observability import logger, metrics
 from datasources.runtime import end_init
@@ -20,7 +18,7 @@ from datasources.sync.status import get_sync_job
 @api_route(query=JobQuery)
 def route(request: ApiRequest[JobQuery]) -> ApiResult:
     job_id = request.path.get("job_id", "")
-    if not re.match(JOB_ID_PATTERN, job_id):
+    if not fullmatches(JOB_ID_PATTERN, job_id):
         raise JobNotFound(f"sync job {job_id[:64]} not found")
     job = get_sync_job(request.principal, request.workspace_id, request.input.scope, job_id)
     return ApiResult(job, f"Sync job {job['status']}")

@@ -1,12 +1,9 @@
-"""JWT authentication and the role/scope rules of DESIGN §3."""
+"""JWT authentication and the role/scope rules (README "Security")."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
-import re
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -14,15 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 from datasources.config import Settings, get_settings
 from datasources.errors import Forbidden, Unauthorized
-from datasources.models.common import Role, Scope
+from datasources.models.common import CLAIM_PATTERN, Role, Scope, fullmatches
+from datasources.tokens import (
+    MAX_JWT_DEPTH,
+    TokenError,
+    b64url_decode,
+    decode_segment,
+    finite_number,
+)
 
 if TYPE_CHECKING:
     import jwt
 
-# Claims end up inside DynamoDB keys and S3 paths, where '#', '/' and '=' are delimiters.
-_CLAIM_PATTERN = re.compile(r"^[A-Za-z0-9_.@:|+-]{1,128}$")
 _HMAC_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _LEEWAY_SECONDS = 30
 _ASYMMETRIC_ALGORITHMS = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256"}
 
@@ -54,8 +55,10 @@ def authenticate(headers: dict[str, str] | None) -> Principal:
     claims = _decode(token, settings)
     sub, organization, role = claims.get("sub"), claims.get("organization"), claims.get("role")
     for name, value in (("sub", sub), ("organization", organization)):
-        if not isinstance(value, str) or not _CLAIM_PATTERN.match(value):
+        if not fullmatches(CLAIM_PATTERN, value):
             raise Unauthorized(f"token claim '{name}' is missing or malformed")
+    if role is not None and not isinstance(role, str):
+        raise Unauthorized("token claim 'role' must be admin, member or viewer")
     try:
         parsed_role = Role(role if role is not None else Role.VIEWER)
     except ValueError:
@@ -102,21 +105,18 @@ def _decode(token: str, settings: Settings) -> dict[str, Any]:
 def _split(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     """Header, claims, signing input and signature of a compact JWS; 401 when malformed."""
     parts = token.split(".")
-    if len(parts) != 3 or not all(_B64URL.match(part) for part in parts):
+    if len(parts) != 3:
         raise Unauthorized("token is malformed")
+    # Bounded before any JSON is parsed (the whole token is already within
+    # max_token_bytes): a deep or non-finite header is refused like any malformed one.
+    limit = len(token)
     try:
-        header = json.loads(_b64decode(parts[0]))
-        payload = json.loads(_b64decode(parts[1]))
-        signature = _b64decode(parts[2])
-    except (ValueError, UnicodeDecodeError):
+        header = decode_segment(parts[0], max_chars=limit, max_depth=MAX_JWT_DEPTH)
+        payload = decode_segment(parts[1], max_chars=limit, max_depth=MAX_JWT_DEPTH)
+        signature = b64url_decode(parts[2], max_chars=limit)
+    except TokenError:
         raise Unauthorized("token is malformed") from None
-    if not isinstance(header, dict) or not isinstance(payload, dict):
-        raise Unauthorized("token is malformed")
     return header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature
-
-
-def _b64decode(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
 def _verify_asymmetric(token: str, algorithm: str, jwks_url: str) -> None:
@@ -151,13 +151,17 @@ def _check_claims(claims: dict[str, Any], settings: Settings) -> None:
     for name in ("exp", "sub"):
         if name not in claims:
             raise Unauthorized(f"token is missing the '{name}' claim")
+    times: dict[str, float] = {}
     for name in ("exp", "nbf", "iat"):
-        value = claims.get(name)
-        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise Unauthorized(f"token claim '{name}' must be a number")
-    if now > claims["exp"] + _LEEWAY_SECONDS:
+        if name in claims:
+            # Finite only: an exp of NaN compares false with everything and never expires.
+            number = finite_number(claims[name])
+            if number is None:
+                raise Unauthorized(f"token claim '{name}' must be a number (finite)")
+            times[name] = number
+    if now > times["exp"] + _LEEWAY_SECONDS:
         raise Unauthorized("token has expired")
-    if "nbf" in claims and now + _LEEWAY_SECONDS < claims["nbf"]:
+    if "nbf" in times and now + _LEEWAY_SECONDS < times["nbf"]:
         raise Unauthorized("token is not valid yet")
     if settings.jwt_issuer is not None:
         if "iss" not in claims:

@@ -1,4 +1,4 @@
-"""API Gateway proxy events in, the response envelope out (DESIGN §2).
+"""API Gateway proxy events in, the response envelope out.
 
 `api_route` turns a route function into the body of a Lambda handler: it checks the
 body size, authenticates the bearer token, validates the workspace id, the JSON body
@@ -9,7 +9,6 @@ exception to one status code. Handlers stay a few lines long.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +25,10 @@ from datasources.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
-from datasources.models.common import WORKSPACE_ID_PATTERN
+from datasources.models.common import WORKSPACE_ID_PATTERN, fullmatches
 from datasources.observability import logger, metrics
 
 BodyT = TypeVar("BodyT")
-_WORKSPACE = re.compile(WORKSPACE_ID_PATTERN)
 
 
 @dataclass
@@ -132,7 +130,7 @@ def _handle(
     principal = authenticate(event.get("headers"))
     path = {k: str(v) for k, v in (event.get("pathParameters") or {}).items()}
     workspace_id = path.get("workspace_id", "")
-    if not _WORKSPACE.match(workspace_id):
+    if not fullmatches(WORKSPACE_ID_PATTERN, workspace_id):
         raise ValidationFailed(
             "workspace_id must be 1-64 letters, digits, '_' or '-', starting with a letter or digit",
             details={"errors": [{"loc": "workspace_id", "msg": "invalid workspace id"}]},

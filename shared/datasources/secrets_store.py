@@ -65,7 +65,21 @@ def delete_secret(arn: str | None, *, immediately: bool = False) -> None:
     try:
         aws.client("secretsmanager").delete_secret(**params)
     except ClientError as exc:
-        if aws.error_code(exc) != "ResourceNotFoundException":
-            raise StorageError(
-                f"could not delete the source's credentials ({aws.error_code(exc) or 'error'})"
-            ) from None
+        code = aws.error_code(exc)
+        if code == "ResourceNotFoundException":
+            return
+        # A cleanup stopped between a secret and its source item runs again: a secret
+        # already scheduled for deletion is done.
+        if code == "InvalidRequestException" and _scheduled_for_deletion(arn):
+            return
+        raise StorageError(
+            f"could not delete the source's credentials ({code or 'error'})"
+        ) from None
+
+
+def _scheduled_for_deletion(arn: str) -> bool:
+    try:
+        described = aws.client("secretsmanager").describe_secret(SecretId=arn)
+    except ClientError:
+        return False
+    return described.get("DeletedDate") is not None

@@ -374,3 +374,50 @@ def test_a_file_source_cannot_read_another_tenants_part_of_the_landing_bucket(st
         "connection_config": {"url": victim, "format": "parquet", "pattern": "**/*.parquet"},
     }
     assert stack.call("test", body={"source_config": own}).status_code == 200
+
+
+def _page_token(key: object) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "sk",
+    [None, [], {}, 1, 1.5, True, "NAME#orders", "SOURCE#src_x", "SOURCE#src_" + "0" * 20 + "\n"],
+    ids=repr,
+)
+def test_a_next_token_whose_sk_is_not_a_source_key_is_400(stack: Stack, sk: object) -> None:
+    connect(stack, *[{**DB_SOURCE, "name": f"db-{i}"} for i in range(2)])
+    pk = json.loads(base64_decode(stack.call("list", query={"limit": "1"}).body["next_token"]))[
+        "pk"
+    ]
+    response = stack.call("list", query={"next_token": _page_token({"pk": pk, "sk": sk})})
+    assert response.status_code == 400, response.body
+    assert response.data == {"code": "bad_request"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"pk": ' + "[" * 700 + "]" * 700 + ', "sk": "x"}',
+        "[" * 1500,
+        '{"pk": NaN, "sk": Infinity}',
+        '{"pk": "a", "sk": "b", "sk": "SOURCE#src_00000000000000000000"}',
+        "null",
+    ],
+    ids=["deep", "unclosed", "non-finite", "duplicate key", "null"],
+)
+def test_a_deep_or_non_finite_next_token_is_400(stack: Stack, raw: str) -> None:
+    import base64
+
+    token = base64.urlsafe_b64encode(raw.encode()).decode()
+    assert len(token) <= 2048
+    response = stack.call("list", query={"next_token": token})
+    assert response.status_code == 400, response.body
+
+
+def base64_decode(token: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))

@@ -340,9 +340,10 @@ def test_source_secrets_are_confined_to_the_stack_prefix(template: dict[str, Any
     assert "secretsmanager:CreateSecret" not in cleanup
 
 
-def test_sync_and_worker_may_enqueue_continuations(template: dict[str, Any]) -> None:
+def test_sync_worker_and_cleanup_may_enqueue_continuations(template: dict[str, Any]) -> None:
     send = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["SyncQueue", "QueueName"]}}}
-    for lid in ("SyncSourcesFunction", "SyncWorkerFunction"):
+    senders = ("SyncSourcesFunction", "SyncWorkerFunction", "CleanupSourcesFunction")
+    for lid in senders:
         assert send in policy_entries(template, lid), lid
     for lid in [
         *LIGHT_FUNCTIONS,
@@ -350,7 +351,29 @@ def test_sync_and_worker_may_enqueue_continuations(template: dict[str, Any]) -> 
         "GetSchemaFunction",
         "PreviewSourceFunction",
     ]:
-        assert send not in policy_entries(template, lid), lid
+        if lid not in senders:
+            assert send not in policy_entries(template, lid), lid
+
+
+@pytest.mark.parametrize(
+    "logical_id", ["SyncSourcesFunction", "SyncWorkerFunction", "CleanupSourcesFunction"]
+)
+def test_functions_that_read_sources_by_id_may_batch_get(
+    template: dict[str, Any], logical_id: str
+) -> None:
+    # dal.sources.get_sources reads up to 100 sources in one BatchGetItem.
+    actions, _ = actions_and_templates(template, logical_id)
+    assert "dynamodb:BatchGetItem" in actions
+
+
+@pytest.mark.parametrize("logical_id", ["SyncWorkerFunction", "CleanupSourcesFunction"])
+def test_cleanup_and_the_worker_continuing_it_may_schedule_secret_deletion(
+    template: dict[str, Any], logical_id: str
+) -> None:
+    actions, _ = actions_and_templates(template, logical_id)
+    assert {"secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret"} <= actions
+    assert {"dynamodb:BatchWriteItem", "dynamodb:Query"} <= actions
+    assert "secretsmanager:CreateSecret" not in actions
 
 
 # --------------------------------------------------------------------------- events/

@@ -55,6 +55,9 @@ REFUSED_HOSTS = [
     "2002:a9fe:a9fe::1",  # 169.254.169.254 through 6to4
     "64:ff9b::a00:1",  # 10.0.0.1 through NAT64
     "fe80::1",  # IPv6 link-local
+    "fec0::1",  # IPv6 site-local, deprecated (D10)
+    "192.88.99.1",  # 6to4 relay anycast, deprecated
+    "192.0.0.9",  # PCP anycast: IANA special-purpose, never a data source
     "10.0.0.5",
     "172.16.3.4",
     "192.168.1.1",

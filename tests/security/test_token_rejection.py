@@ -48,6 +48,23 @@ def hand_made(header: dict[str, Any], payload: dict[str, Any], signature: bytes 
     )
 
 
+def signed_text(header: str, payload: str) -> str:
+    """A correctly HS256-signed token whose header and payload are the given JSON text."""
+    signing_input = f"{b64(header.encode())}.{b64(payload.encode())}"
+    mac = hmac.new(TEST_JWT_SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(mac)}"
+
+
+HEADER = '{"alg":"HS256","typ":"JWT"}'
+GOOD_PAYLOAD = json.dumps(claims())
+
+
+def with_claim(name: str, raw: str) -> str:
+    """GOOD_PAYLOAD with `name` set to the raw JSON text `raw` (e.g. NaN, 1e400)."""
+    rest = {k: v for k, v in claims().items() if k != name}
+    return json.dumps(rest)[:-1] + f', "{name}": {raw}}}'
+
+
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 RSA_PUBLIC_PEM = RSA_KEY.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -136,6 +153,43 @@ BAD_TOKENS: dict[str, tuple[Callable[[], str | None], dict[str, str]]] = {
         {},
     ),
     "control characters": (lambda: "Bearer \x00\x01\x02.\x03.\x04", {}),
+    # D6: deep JSON is refused before json.loads, whose recursion would end in a 500.
+    "header nested 2,500 arrays deep": (
+        lambda: (
+            "Bearer "
+            + signed_text(HEADER[:-1] + ',"x":' + "[" * 2500 + "]" * 2500 + "}", GOOD_PAYLOAD)
+        ),
+        {},
+    ),
+    "payload nested 2,500 deep, within the size limit": (
+        lambda: (
+            "Bearer " + signed_text(HEADER, with_claim("x", "[{}," + "[" * 2500 + "]" * 2500 + "]"))
+        ),
+        {},
+    ),
+    "header that never closes": (lambda: "Bearer " + b64(b"[" * 5000) + ".e30.sig", {}),
+    # D12: an exp/nbf/iat that is not a finite number never expires (NaN compares false).
+    **{
+        f"{name} {raw}": (
+            lambda name=name, raw=raw: "Bearer " + signed_text(HEADER, with_claim(name, raw)),
+            {},
+        )
+        for name in ("exp", "nbf", "iat")
+        for raw in ("NaN", "Infinity", "-Infinity", "1e400")
+    },
+    # D11: a trailing newline passes a `^…$` pattern under Python's re.
+    **{
+        f"{name} ending in {ending!r}": (
+            lambda name=name, ending=ending: "Bearer " + hs256(claims(**{name: "acme" + ending})),
+            {},
+        )
+        for name in ("sub", "organization")
+        for ending in ("\n", "\r\n", " ", "\r")
+    },
+    "duplicate sub claim": (
+        lambda: "Bearer " + signed_text(HEADER, with_claim("sub", '"user-2", "sub": "user-3"')),
+        {},
+    ),
     "non-ASCII": (lambda: "Bearer ключ.токен.подпись", {}),
 }
 

@@ -90,6 +90,15 @@ def quote_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def _ident(name: str) -> str:
+    """An identifier for a statement run with parameters (every read statement is).
+
+    PyMySQL formats the statement with Python's `%` operator whenever parameters are
+    passed, quoted names included: `%` is doubled so `pct%s` or `100%` stay names.
+    """
+    return quote_ident(name).replace("%", "%%")
+
+
 class _HostnameContext(ssl.SSLContext):
     """TLS context that verifies the configured host name while the socket goes to the
     address the SSRF guard resolved (PyMySQL would otherwise verify the IP)."""
@@ -406,23 +415,24 @@ class MySqlConnector(SqlConnector):
 
     @staticmethod
     def _relation(meta: StreamMeta) -> str:
-        return f"{quote_ident(meta.schema_name)}.{quote_ident(meta.table_name)}"
+        return f"{_ident(meta.schema_name)}.{_ident(meta.table_name)}"
 
     def _max_cursor(self, meta: StreamMeta, cursor: Column) -> Any:
         conn = self._connection()
         with conn.cursor() as cur:
-            cur.execute(f"SELECT MAX({quote_ident(cursor.name)}) FROM {self._relation(meta)}")
+            # Run with (no) parameters like every read statement: see _ident.
+            cur.execute(f"SELECT MAX({_ident(cursor.name)}) FROM {self._relation(meta)}", ())
             row = cur.fetchone()
         return row[0] if row else None
 
     @staticmethod
     def _after_clause(names: list[str], values: list[Any]) -> tuple[str, list[Any]]:
         """`(a, b) > (x, y)` spelled out, since MySQL/MariaDB range-optimise this form best."""
-        first = quote_ident(names[0])
-        clause = f"{quote_ident(names[-1])} > %s"
+        first = _ident(names[0])
+        clause = f"{_ident(names[-1])} > %s"
         params: list[Any] = [values[-1]]
         for name, value in zip(reversed(names[:-1]), reversed(values[:-1]), strict=True):
-            col = quote_ident(name)
+            col = _ident(name)
             clause = f"{col} > %s OR ({col} = %s AND ({clause}))"
             params = [value, value, *params]
         # The leading `a >= x` lets the optimizer pick a range scan on the key's index.
@@ -431,11 +441,11 @@ class MySqlConnector(SqlConnector):
     def _query(
         self, meta: StreamMeta, plan: ReadPlan, after: list[Any] | None, limit: int | None
     ) -> tuple[str, list[Any]]:
-        select = ", ".join(quote_ident(c.name) for c in meta.table.columns)
+        select = ", ".join(_ident(c.name) for c in meta.table.columns)
         where: list[str] = []
         params: list[Any] = []
         if plan.cursor is not None:
-            col = quote_ident(plan.cursor.name)
+            col = _ident(plan.cursor.name)
             where.append(f"{col} IS NOT NULL AND {col} <= %s")
             params.append(plan.upper)
             if plan.mode == "offset":
@@ -451,7 +461,7 @@ class MySqlConnector(SqlConnector):
         if where:
             query += " WHERE " + " AND ".join(where)
         if plan.key:
-            query += " ORDER BY " + ", ".join(quote_ident(n) for n in plan.key_names)
+            query += " ORDER BY " + ", ".join(_ident(n) for n in plan.key_names)
         if limit is not None:
             query += f" LIMIT {int(limit)}"
         elif plan.offset:

@@ -80,8 +80,18 @@ def normalize_pg_type(base_typname: str, typcategory: str) -> NormalizedType:
     return _PG_TYPES.get(base_typname, "string")
 
 
+def _ident(name: str) -> sql.Identifier:
+    """An identifier for a statement run with parameters (every read statement is).
+
+    psycopg reads each `%` of the composed text as a placeholder, quoted names included,
+    so a table `pct%s` or a column `100%` would break the statement: `%` is doubled,
+    which the driver turns back into one `%` when it binds the parameters.
+    """
+    return sql.Identifier(name.replace("%", "%%"))
+
+
 def _select_expr(column: Column, base_typname: str) -> sql.Composable:
-    ident = sql.SQL("t.") + sql.Identifier(column.name)
+    ident = sql.SQL("t.") + _ident(column.name)
     if column.type == "json":
         expr: sql.Composable = sql.SQL("{}::text").format(ident)
     elif column.type == "array":
@@ -96,7 +106,7 @@ def _select_expr(column: Column, base_typname: str) -> sql.Composable:
         expr = sql.SQL("{}::text").format(ident)
     else:
         expr = ident
-    return sql.SQL("{} AS {}").format(expr, sql.Identifier(column.name))
+    return sql.SQL("{} AS {}").format(expr, _ident(column.name))
 
 
 # Column kinds the COPY (CSV) path reads; a stream with any other kind (time: PostgreSQL's
@@ -118,7 +128,7 @@ _COPY_KINDS = {
 
 def _copy_expr(column: Column, base_typname: str) -> sql.Composable:
     """The select expression of a column in the COPY path: its text must parse exactly."""
-    ident = sql.SQL("t.") + sql.Identifier(column.name)
+    ident = sql.SQL("t.") + _ident(column.name)
     if column.type == "binary":
         # Hex whatever bytea_output says; decoded after parsing.
         expr: sql.Composable = sql.SQL("encode({}, 'hex')").format(ident)
@@ -128,7 +138,7 @@ def _copy_expr(column: Column, base_typname: str) -> sql.Composable:
         expr = sql.SQL("{}::float8").format(ident)
     else:
         return _select_expr(column, base_typname)
-    return sql.SQL("{} AS {}").format(expr, sql.Identifier(column.name))
+    return sql.SQL("{} AS {}").format(expr, _ident(column.name))
 
 
 # Batches one COPY statement may span (see PostgresConnector._copy_tables).
@@ -573,17 +583,15 @@ class PostgresConnector(SqlConnector):
 
     @staticmethod
     def _relation(meta: StreamMeta) -> sql.Composable:
-        return sql.SQL("{}.{}").format(
-            sql.Identifier(meta.schema_name), sql.Identifier(meta.table_name)
-        )
+        return sql.SQL("{}.{}").format(_ident(meta.schema_name), _ident(meta.table_name))
 
     def _max_cursor(self, meta: StreamMeta, cursor: Column) -> Any:
         conn = self._connection()
         with conn.cursor() as cur:
+            # Run with (no) parameters like every read statement: see _ident.
             cur.execute(
-                sql.SQL("SELECT max({}) FROM {}").format(
-                    sql.Identifier(cursor.name), self._relation(meta)
-                )
+                sql.SQL("SELECT max({}) FROM {}").format(_ident(cursor.name), self._relation(meta)),
+                [],
             )
             row = cur.fetchone()
         return row[0] if row else None
@@ -597,7 +605,7 @@ class PostgresConnector(SqlConnector):
         params: list[Any] = []
         cursor = plan.cursor
         if cursor is not None:
-            ident = sql.SQL("t.") + sql.Identifier(cursor.name)
+            ident = sql.SQL("t.") + _ident(cursor.name)
             where.append(sql.SQL("{} IS NOT NULL AND {} <= %s").format(ident, ident))
             params.append(plan.upper)
             if plan.mode == "offset":
@@ -607,7 +615,7 @@ class PostgresConnector(SqlConnector):
                     params.append(lower)
         if plan.mode == "keyset" and plan.after:
             # Row comparison: PostgreSQL turns it into one index range scan on the key.
-            key_cols = [sql.SQL("t.") + sql.Identifier(c.name) for c in plan.key[: len(plan.after)]]
+            key_cols = [sql.SQL("t.") + _ident(c.name) for c in plan.key[: len(plan.after)]]
             where.append(
                 sql.SQL("({}) > ({})").format(
                     sql.SQL(", ").join(key_cols),
@@ -615,7 +623,7 @@ class PostgresConnector(SqlConnector):
                 )
             )
             params.extend(plan.after)
-        order = [sql.SQL("t.") + sql.Identifier(c.name) for c in plan.key]
+        order = [sql.SQL("t.") + _ident(c.name) for c in plan.key]
         query = sql.SQL("SELECT {} FROM {} AS t").format(
             sql.SQL(", ").join(exprs), self._relation(meta)
         )
@@ -742,9 +750,11 @@ class PostgresConnector(SqlConnector):
             while True:
                 # plan.after is the last key of the batch yielded before (see _batches).
                 query, params = self._query(meta, plan, exprs)
-                statement = sql.SQL("COPY ({} LIMIT {}) TO STDOUT (FORMAT csv)").format(
-                    query, sql.Literal(limit)
-                )
+                # The limit is a parameter so there always is one: psycopg merges COPY
+                # parameters client-side only when there are some, and only then turns
+                # the doubled `%` of the identifiers back into one (see _ident).
+                statement = sql.SQL("COPY ({} LIMIT %s) TO STDOUT (FORMAT csv)").format(query)
+                params = [*params, limit]
                 total = yielded = 0
                 try:
                     with (

@@ -59,5 +59,8 @@ def unit_sk(job_id: str, unit_id: str) -> str:
     return f"JOB#{job_id}#UNIT#{unit_id}"
 
 
+STATE_PREFIX = "STATE#"
+
+
 def state_sk(source_id: str, stream: str) -> str:
-    return f"STATE#{source_id}#{stream}"
+    return f"{STATE_PREFIX}{source_id}#{stream}"

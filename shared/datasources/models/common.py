@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 # Documented patterns (README "Limits"): ids and names that are safe in keys and S3 paths.
+# `^…$` means the whole string for pydantic (Rust regex) and OpenAPI (ECMA), but Python's
+# `$` also matches before a final "\n": Python code checks them only with `fullmatches`.
 WORKSPACE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 SOURCE_ID_PATTERN = r"^src_[a-f0-9]{20}$"
 JOB_ID_PATTERN = r"^job_[a-f0-9]{20}$"
 SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,127}$"
+# Token claims (sub, organization) end up inside DynamoDB keys and S3 paths, where
+# '#', '/' and '=' are delimiters.
+CLAIM_PATTERN = r"^[A-Za-z0-9_.@:|+-]{1,128}$"
 MAX_METADATA_BYTES = 8192
 MAX_SOURCE_IDS = 100
 MASK = "********"
@@ -20,6 +26,11 @@ WorkspaceId = Annotated[str, StringConstraints(pattern=WORKSPACE_ID_PATTERN)]
 SourceId = Annotated[str, StringConstraints(pattern=SOURCE_ID_PATTERN)]
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_PATTERN)]
+
+
+def fullmatches(pattern: str, value: object) -> bool:
+    """Whether `value` is a string matched whole by `pattern` (no trailing newline passes)."""
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
 
 
 SourceType = Literal["database", "api", "file"]

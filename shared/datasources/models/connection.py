@@ -7,6 +7,7 @@ the masked config and Secrets Manager keeps the rest; `merge_secrets` puts them 
 
 from __future__ import annotations
 
+import codecs
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -232,12 +233,33 @@ class ApiConfig(ConfigModel):
 # ---------------------------------------------------------------- file
 
 
+MAX_ENCODING_NAME = 64
+ENCODING_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+_ENCODING_EXAMPLES = ("utf-8", "utf-16", "latin-1", "cp1252", "shift_jis")
+
+
 class CsvOptions(ConfigModel):
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = None
     quote_char: Annotated[str, Field(min_length=1, max_length=1)] = '"'
     has_header: bool = True
-    encoding: str = "utf-8"
+    encoding: Annotated[
+        str, Field(min_length=1, max_length=MAX_ENCODING_NAME, pattern=ENCODING_NAME_PATTERN)
+    ] = "utf-8"
     null_values: list[str] = Field(default_factory=lambda: [""])
+
+    @field_validator("encoding")
+    @classmethod
+    def _text_codec(cls, value: str) -> str:
+        # Checked here so a bad name is a 422, not a LookupError in the reader. Only
+        # codecs that turn bytes into text: rot13 or zlib_codec would fail mid-read, and
+        # `undefined` raises on every byte.
+        try:
+            info = codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding (e.g. {', '.join(_ENCODING_EXAMPLES)})") from None
+        if not getattr(info, "_is_text_encoding", True) or info.name == "undefined":
+            raise ValueError("encoding must be a text encoding such as utf-8 or latin-1")
+        return value
 
 
 class FileCredentials(ConfigModel):

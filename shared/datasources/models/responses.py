@@ -70,6 +70,10 @@ class CleanupData(BaseModel):
     deleted_source_ids: list[str]
     not_found: list[str]
     cancelled_job_ids: list[str]
+    # True when the time budget ran out: the worker deletes `pending_source_ids` (their
+    # secrets first), and they disappear from GET /list as it goes.
+    continuing: bool = False
+    pending_source_ids: list[str] = Field(default_factory=list)
 
 
 class TestConnectionData(BaseModel):

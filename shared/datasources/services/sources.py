@@ -103,13 +103,19 @@ def list_sources(
 
 
 def cleanup_sources(
-    principal: Principal, workspace_id: str, request: CleanupRequest
+    principal: Principal, workspace_id: str, request: CleanupRequest, *, remaining_ms: int
 ) -> dict[str, Any]:
     """Delete sources (all of the scope when no ids): items, state, secrets; cancel jobs.
 
-    Synced data in the landing bucket is kept: it belongs to the workspace's lake.
+    Works within the request's time budget; sources left when it runs out are deleted
+    by the worker, and the answer lists them as pending (`continuing`). Synced data in
+    the landing bucket is kept: it belongs to the workspace's lake.
     """
+    # Imported here: only cleanup uses it, and list shares this module.
+    from datasources.sync.cleanup import remove_sources, request_deadline
+
     principal.require_write(request.scope)
+    deadline = request_deadline(remaining_ms)
     tenant = tenant_for(principal, workspace_id, request.scope)
     if request.source_ids is None:
         targets = list(sources_dal.iter_all_sources(tenant))
@@ -118,18 +124,14 @@ def cleanup_sources(
         found = sources_dal.get_sources(tenant, request.source_ids)
         targets = list(found.values())
         not_found = [sid for sid in dict.fromkeys(request.source_ids) if sid not in found]
-    # Imported here: only cleanup touches jobs, and list shares this module.
-    from datasources.dal.jobs import cancel_source_jobs
-
-    cancelled = cancel_source_jobs(tenant, [s.id for s in targets], now_iso())
-    sources_dal.delete_sources(tenant, targets)
-    for source in targets:
-        delete_secret(source.secret_arn)
+    progress = remove_sources(tenant, targets, deadline, now_iso)
     return {
-        "deleted_count": len(targets),
-        "deleted_source_ids": [s.id for s in targets],
+        "deleted_count": len(progress.deleted),
+        "deleted_source_ids": progress.deleted,
         "not_found": not_found,
-        "cancelled_job_ids": cancelled,
+        "cancelled_job_ids": progress.cancelled_jobs,
+        "continuing": bool(progress.pending),
+        "pending_source_ids": progress.pending,
     }
 
 

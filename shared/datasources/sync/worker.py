@@ -7,6 +7,8 @@ from typing import Any
 from datasources import aws
 from datasources.config import get_settings
 from datasources.observability import logger
+from datasources.services.common import now_iso
+from datasources.sync.cleanup import continue_cleanup, is_cleanup_message
 from datasources.sync.engine import handle_message
 
 
@@ -20,7 +22,10 @@ def continue_unit(record: Any, context: Any) -> None:
         return 60_000
 
     try:
-        handle_message(record.body, receive_count, remaining_ms)
+        if is_cleanup_message(record.body):
+            continue_cleanup(record.body, remaining_ms, now_iso)
+        else:
+            handle_message(record.body, receive_count, remaining_ms)
     except Exception:
         logger.warning("sync unit attempt failed", extra={"receive_count": receive_count})
         _backoff(record, receive_count)
