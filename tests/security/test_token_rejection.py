@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.conftest import TEST_JWT_SECRET, Stack
 from tests.security.conftest import RecordingHandler
 
-NOW = int(time.time())
 JOB = "job_" + "0" * 20
 
 
@@ -28,7 +27,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "sub": "user-1",
         "organization": "acme",
         "role": "admin",
-        "exp": NOW + 600,
+        "exp": int(time.time()) + 600,
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -81,8 +80,8 @@ def hs256_with_the_rs256_public_key() -> str:
 
 # name -> (Authorization header value or None for no header, settings to apply)
 BAD_TOKENS: dict[str, tuple[Callable[[], str | None], dict[str, str]]] = {
-    "expired": (lambda: "Bearer " + hs256(claims(exp=NOW - 3600)), {}),
-    "not yet valid": (lambda: "Bearer " + hs256(claims(nbf=NOW + 3600)), {}),
+    "expired": (lambda: "Bearer " + hs256(claims(exp=int(time.time()) - 3600)), {}),
+    "not yet valid": (lambda: "Bearer " + hs256(claims(nbf=int(time.time()) + 3600)), {}),
     "no exp": (lambda: "Bearer " + hs256(claims(exp=None)), {}),
     "wrong signature": (
         lambda: "Bearer " + hs256(claims(), key="another-secret-0123456789abcdef-xyz"),

@@ -86,9 +86,10 @@ def _wait_until_ready(process: subprocess.Popen[bytes], root_url: str, log_path:
                 f"local stack exited with {process.returncode}:\n{log_path.read_text()[-4000:]}"
             )
         try:
-            if requests.get(f"{root_url}/_local/health", timeout=2).status_code == 200:
+            if requests.get(f"{root_url}/_local/health", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
+            # Not listening yet, or slow to answer on a busy machine: both mean "wait".
             pass
         time.sleep(0.3)
     raise RuntimeError(
