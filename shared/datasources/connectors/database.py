@@ -16,11 +16,14 @@ import decimal
 import fnmatch
 import ipaddress
 import json
+import os
 import re
+import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,13 +64,16 @@ _CURSOR_TYPES = {"timestamp", "timestamp_tz", "integer", "date"}
 
 
 def effective_ssl_mode(config: DatabaseConfig, resolved: ResolvedHost) -> str:
-    """The TLS mode to use: the configured one, else `require` unless the host is loopback.
+    """The TLS mode to use: the configured one; else `verify-full` with a CA bundle given,
+    else `require` unless the host is loopback.
 
     A database across a network must not be read in clear text by default; a loopback
     server (local mode) usually has no certificate, so it gets `prefer`.
     """
     if config.ssl_mode is not None:
         return config.ssl_mode
+    if config.ssl_root_cert:
+        return "verify-full"  # a CA given is a CA to verify against
     try:
         address = ipaddress.ip_address(resolved.address)
     except ValueError:
@@ -75,6 +81,81 @@ def effective_ssl_mode(config: DatabaseConfig, resolved: ResolvedHost) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return "prefer" if address.is_loopback else "require"
+
+
+@contextmanager
+def tls_files(config: DatabaseConfig) -> Iterator[dict[str, str]]:
+    """The config's PEM material in private temporary files, removed on exit.
+
+    Drivers take certificates and keys as file paths. Keys `root`, `cert`, `key` are
+    present when the config has them; the files exist only while the connection is made
+    (0600 in a 0700 folder, as libpq insists for a key).
+    """
+    pems = {
+        "root": config.ssl_root_cert,
+        "cert": config.ssl_cert,
+        "key": reveal(config.ssl_key),
+    }
+    if not any(pems.values()):
+        yield {}
+        return
+    with tempfile.TemporaryDirectory(prefix="ds-tls-") as folder:
+        paths: dict[str, str] = {}
+        for name, text in pems.items():
+            if text:
+                path = os.path.join(folder, f"{name}.pem")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                paths[name] = path
+        yield paths
+
+
+# Driver and OpenSSL phrases -> which TLS check failed, most specific first (a name
+# mismatch is also a "certificate verify failed" in Python's ssl).
+_TLS_FAILURES = (
+    (
+        ("does not support ssl", "doesn't support it", "ssl is required but", "no tls offered"),
+        "the server does not offer TLS",
+    ),
+    (
+        ("does not match host name", "hostname mismatch", "ip address mismatch"),
+        "the server certificate is for another name than the host (name mismatch)",
+    ),
+    (
+        ("certificate verify failed", "unable to get local issuer", "self-signed certificate"),
+        "the server certificate is not signed by a trusted CA (untrusted CA)",
+    ),
+    (
+        (
+            "certificate required",
+            "client certificate",
+            "certificate authentication failed",
+            "alert unknown ca",
+            "alert bad certificate",
+            "key values mismatch",
+        ),
+        "the client certificate or key was refused",
+    ),
+)
+_TLS_WORDS = ("ssl", "tls", "certificate")
+
+
+def tls_failure(where: str, ssl_mode: str, text: str) -> ConnectionFailed | None:
+    """A ConnectionFailed(stage='tls') naming the check that failed, if `text` is about TLS."""
+    low = text.lower()
+    reason = next(
+        (why for phrases, why in _TLS_FAILURES if any(phrase in low for phrase in phrases)), None
+    )
+    if reason is None:
+        if not any(word in low for word in _TLS_WORDS):
+            return None
+        reason = "the TLS handshake failed"
+    return ConnectionFailed(
+        f"TLS to {where} failed: {reason} (ssl_mode '{ssl_mode}'): {text}",
+        stage="tls",
+        details={"ssl_mode": ssl_mode},
+    )
 
 
 _URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
@@ -397,6 +478,8 @@ class SqlConnector(ABC):
         self.config = config
         self.context = context
         self._resolved: ResolvedHost | None = None
+        # True when the engine was asked of the server (no `engine`, no well-known port).
+        self.engine_detected = False
 
     # ---- engine hooks
 
@@ -467,7 +550,9 @@ class SqlConnector(ABC):
         details = self._check()
         latency = (time.perf_counter() - started) * 1000.0
         return CheckResult(
-            reachable=True, latency_ms=round(latency, 1), details={"engine": self.engine, **details}
+            reachable=True,
+            latency_ms=round(latency, 1),
+            details={"engine": self.engine, "engine_detected": self.engine_detected, **details},
         )
 
     def discover(self) -> list[Table]:
@@ -675,13 +760,26 @@ def _last_row(table: pa.Table, key_idx: Sequence[int], cursor_idx: int | None) -
 
 
 def open_database_connector(config: DatabaseConfig, context: ConnectorContext) -> Connector:
-    """The registry factory: the connector for the config's engine (driver imported lazily)."""
+    """The registry factory: the connector for the config's engine (driver imported lazily).
+
+    Without an engine (a port that names none), the server is asked first, through the
+    SSRF-checked address, which the connector then keeps using.
+    """
+    from datasources.connectors.engine_probe import complete_engine
+
+    config, resolved = complete_engine(config, context.settings)
+    connector: SqlConnector
     if config.engine == "postgresql":
         from datasources.connectors.postgres import PostgresConnector
 
-        return PostgresConnector(config, context)
-    if config.engine in ("mysql", "mariadb"):
+        connector = PostgresConnector(config, context)
+    elif config.engine in ("mysql", "mariadb"):
         from datasources.connectors.mysql import MySqlConnector
 
-        return MySqlConnector(config, context)
-    raise ValidationFailed(f"unknown database engine '{config.engine}'")
+        connector = MySqlConnector(config, context)
+    else:
+        raise ValidationFailed(f"unknown database engine '{config.engine}'")
+    if resolved is not None:
+        connector._resolved = resolved
+        connector.engine_detected = True
+    return connector

@@ -17,6 +17,7 @@ from typing import Any
 
 import pymysql
 import pymysql.cursors
+from pymysql.constants import CLIENT
 
 from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
 from datasources.connectors.database import (
@@ -26,6 +27,8 @@ from datasources.connectors.database import (
     cursor_candidates,
     effective_ssl_mode,
     is_selected,
+    tls_failure,
+    tls_files,
 )
 from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
 from datasources.models.connection import DatabaseConfig
@@ -118,27 +121,34 @@ class MySqlConnector(SqlConnector):
         self._conn: pymysql.connections.Connection[Any] | None = None
         self._mariadb = config.engine == "mariadb"
         self._tls = False
+        self._tls_version: str | None = None
+        self._tls_cipher: str | None = None
 
     # ---- connection
 
-    def _ssl_options(self, sslmode: str) -> dict[str, Any]:
+    def _tls_context(self, sslmode: str) -> ssl.SSLContext | None:
+        """The TLS context for a mode, with the same meaning as libpq's sslmode."""
         if sslmode == "disable":
-            return {"ssl_disabled": True}
-        if sslmode in ("allow", "prefer"):
-            return {}  # PyMySQL's default: TLS when the server offers it
-        if sslmode == "require":
+            return None
+        ctx: ssl.SSLContext
+        if sslmode == "verify-full":
+            named = _HostnameContext(ssl.PROTOCOL_TLS_CLIENT)
+            named.verify_name = self.config.host
+            ctx = named
+        else:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            return {"ssl": ctx}
-        if sslmode == "verify-ca":
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            return {"ssl": ctx}
-        named = _HostnameContext(ssl.PROTOCOL_TLS_CLIENT)
-        named.load_default_certs()
-        named.verify_name = self.config.host
-        return {"ssl": named}
+            if sslmode in ("prefer", "require"):
+                ctx.verify_mode = ssl.CERT_NONE
+        if sslmode in ("verify-ca", "verify-full"):
+            if self.config.ssl_root_cert:
+                ctx.load_verify_locations(cadata=self.config.ssl_root_cert)
+            else:
+                ctx.load_default_certs()
+        with tls_files(self.config) as files:
+            if "cert" in files:
+                ctx.load_cert_chain(files["cert"], files["key"])
+        return ctx
 
     def _connect(self, io_timeout: float | None = None) -> pymysql.connections.Connection[Any]:
         resolved = self.resolve()
@@ -146,6 +156,7 @@ class MySqlConnector(SqlConnector):
         # The socket read timeout is the last line against a server that stops answering.
         io_timeout = io_timeout or self.config.statement_timeout_seconds + 30
         try:
+            ctx = self._tls_context(sslmode)
             conn = pymysql.connect(
                 host=resolved.address,
                 port=self.config.port,
@@ -158,11 +169,17 @@ class MySqlConnector(SqlConnector):
                 charset="utf8mb4",
                 autocommit=True,
                 program_name="datasources",
-                **self._ssl_options(sslmode),
+                ssl=ctx,
+                ssl_disabled=ctx is None,
+                defer_connect=True,
             )
-        except pymysql.err.MySQLError as exc:
-            raise self._connect_error(exc) from None
-        except OSError as exc:
+            if sslmode == "prefer":
+                # TLS when the server offers it, clear text when it does not (PyMySQL
+                # requires TLS whenever it is handed a context).
+                conn._ssl_required = False
+                conn.client_flag &= ~CLIENT.SSL
+            conn.connect()
+        except (pymysql.err.MySQLError, OSError, ssl.SSLError) as exc:
             raise self._connect_error(exc) from None
         version = conn.get_server_info() or ""
         self._mariadb = "mariadb" in version.lower()
@@ -180,9 +197,13 @@ class MySqlConnector(SqlConnector):
             with conn.cursor() as cur:
                 for statement in statements:
                     cur.execute(statement)
-                cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-                row = cur.fetchone()
-                self._tls = bool(row and row[1])
+                cur.execute(
+                    "SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_cipher', 'Ssl_version')"
+                )
+                status = {str(k).lower(): v for k, v in cur.fetchall()}
+                self._tls = bool(status.get("ssl_cipher"))
+                self._tls_version = status.get("ssl_version") or None
+                self._tls_cipher = status.get("ssl_cipher") or None
         except pymysql.err.MySQLError as exc:
             conn.close()
             raise self._connect_error(exc) from None
@@ -236,11 +257,12 @@ class MySqlConnector(SqlConnector):
             )
         if code in _PERMISSION_CODES:
             return ConnectionFailed(f"user '{user}' lacks a permission: {text}", stage="permission")
-        if code in (2026, 3159) or "ssl" in low or "tls" in low or "certificate" in low:
-            return ConnectionFailed(
-                f"TLS to {where} failed (ssl_mode '{self.config.ssl_mode or 'default'}'): {text}",
-                stage="tls",
-            )
+        sslmode = effective_ssl_mode(self.config, self.resolve())
+        tls = tls_failure(where, sslmode, text)
+        if tls is None and code in (2026, 3159):
+            tls = tls_failure(where, sslmode, f"TLS error: {text}")
+        if tls is not None:
+            return tls
         if "refused" in low:
             return ConnectionFailed(
                 f"connection to {where} was refused: no MySQL/MariaDB server listens on that port",
@@ -310,6 +332,8 @@ class MySqlConnector(SqlConnector):
             "database": row[1],
             "flavor": "mariadb" if self._mariadb else "mysql",
             "tls": self._tls,
+            "tls_version": self._tls_version if self._tls else None,
+            "tls_cipher": self._tls_cipher if self._tls else None,
             "ssl_mode": effective_ssl_mode(self.config, self.resolve()),
         }
 

@@ -22,6 +22,7 @@ from datasources.services.common import (
 )
 
 if TYPE_CHECKING:
+    from datasources.models.connection import ConfigModel
     from datasources.models.source_requests import ConnectRequest, TestConnectionRequest
 
 
@@ -41,6 +42,16 @@ def source_view(source: SourceRecord) -> dict[str, Any]:
     }
 
 
+def _with_engine(source_type: str, config: ConfigModel) -> ConfigModel:
+    """A database config with its engine: asked of the server once, then stored."""
+    from datasources.connectors.engine_probe import complete_engine
+    from datasources.models.connection import DatabaseConfig
+
+    if source_type != "database" or not isinstance(config, DatabaseConfig):
+        return config
+    return complete_engine(config, get_settings())[0]
+
+
 def connect_sources(
     principal: Principal, workspace_id: str, request: ConnectRequest
 ) -> list[dict[str, Any]]:
@@ -58,7 +69,7 @@ def connect_sources(
     try:
         for source in request.sources:
             source_id = new_id("src")
-            masked, secrets = split_secrets(source.connection_config)
+            masked, secrets = split_secrets(_with_engine(source.type, source.connection_config))
             arn = put_secrets(principal.organization, source_id, secrets)
             if arn:
                 created_secrets.append(arn)
