@@ -425,6 +425,76 @@ class FastPathUnavailable(Exception):
     """Raised by an engine's `_stream_arrow` to go on with `_stream_rows` instead."""
 
 
+class CsvBatchParser:
+    """CSV text of one batch (one line per row, as the server wrote it) -> an Arrow table
+    of the stream's schema, or FastPathUnavailable when a value does not parse exactly.
+
+    Binary columns arrive as hex text; tz-aware timestamps as UTC text without an
+    offset (read naive, then labelled UTC). A NULL is an unquoted empty field, `""` an
+    empty string.
+    """
+
+    def __init__(
+        self, columns: Sequence[Column], true_values: list[str], false_values: list[str]
+    ) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        self._pa = pa
+        self._pacsv = pacsv
+        self.schema = arrow_schema(columns)
+        self.binary = [i for i, c in enumerate(columns) if c.type == "binary"]
+
+        def read_type(i: int, arrow_field: pa.Field) -> pa.DataType:
+            if i in self.binary:
+                return pa.string()
+            if pa.types.is_timestamp(arrow_field.type) and arrow_field.type.tz is not None:
+                return pa.timestamp(arrow_field.type.unit)
+            return arrow_field.type
+
+        read_types = {f.name: read_type(i, f) for i, f in enumerate(self.schema)}
+        # One thread: the sync's writer and uploader threads need the other core.
+        self.read_options = pacsv.ReadOptions(
+            column_names=[c.name for c in columns], block_size=1 << 20, use_threads=False
+        )
+        self.parse_options = pacsv.ParseOptions(newlines_in_values=True)
+        self.convert_options = pacsv.ConvertOptions(
+            column_types=read_types,
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=true_values,
+            false_values=false_values,
+        )
+
+    def parse(self, data: bytes | bytearray, rows: int) -> pa.Table:
+        pa = self._pa
+        try:
+            table = self._pacsv.read_csv(
+                pa.py_buffer(data),
+                read_options=self.read_options,
+                parse_options=self.parse_options,
+                convert_options=self.convert_options,
+            )
+            if table.num_rows != rows:
+                raise FastPathUnavailable
+            if self.binary:
+                arrays = list(table.columns)
+                for i in self.binary:
+                    arrays[i] = pa.array(
+                        [None if v is None else bytes.fromhex(v) for v in arrays[i].to_pylist()],
+                        type=pa.binary(),
+                    )
+                table = pa.Table.from_arrays(arrays, names=self.schema.names)
+            if not table.schema.equals(self.schema):
+                table = table.cast(self.schema)
+            return table
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+            # A value text cannot carry exactly (a zero date, a flag of 2, a year > 9999):
+            # the row path reads it with its notes and errors.
+            raise FastPathUnavailable from None
+
+
 # ---------------------------------------------------------------- read plan
 
 
