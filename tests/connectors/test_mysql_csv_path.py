@@ -177,3 +177,16 @@ def test_a_batch_the_csv_path_cannot_carry_goes_on_through_the_row_path(
     assert parsed == 3  # the third parse fails and hands over to the row path
     assert fast.column("id").to_pylist() == list(range(1, 31))
     assert fast.column("d").to_pylist()[24] is None
+
+
+def test_a_read_stopped_mid_statement_leaves_the_connector_usable(csv_db, db_context):
+    # 99 rows in batches of 10: the first statement spans 8 batches; stop after one.
+    conn = connector(db_context)
+    try:
+        iterator = iter(conn.read("pairs", StreamState(), 10))
+        assert next(iterator).records.num_rows == 10
+        iterator.close()  # type: ignore[attr-defined]
+        again = list(conn.read("pairs", StreamState(), 10))
+    finally:
+        conn.close()
+    assert sum(b.records.num_rows for b in again) == 99

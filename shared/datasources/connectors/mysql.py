@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pymysql
@@ -114,6 +115,67 @@ def _csv_expr(column: Column) -> str | None:
         # Quoted: an empty value is "" (b''), NULL an unquoted empty field.
         return f"CONCAT('\"', HEX({col}), '\"')"
     return None
+
+
+_MAX_PACKET = 0xFFFFFF
+# Batches one keyset statement of the CSV path may span (see _csv_batches), and the
+# text one batch may hold whatever batch_size says, as on PostgreSQL (make bench).
+_BATCHES_PER_QUERY = 8
+_MAX_BATCH_BYTES = 8 << 20
+
+
+def _read_lines(
+    conn: pymysql.connections.Connection[Any], limit: int, max_bytes: int
+) -> tuple[list[bytes], bool]:
+    """Up to `limit` rows (fewer once they hold `max_bytes`) of an unbuffered one-column
+    result of non-NULL bytes values: (the values, whether the result ended).
+
+    PyMySQL's row loop builds a packet object and runs a converter per value, which was
+    most of the CSV path's time (README, Performance). A one-column text-protocol row
+    is one length-prefixed string, so this reads the row packets from PyMySQL's own
+    buffered socket file, up to the EOF packet (PyMySQL never asks for
+    DEPRECATE_EOF), and then marks the result finished as PyMySQL itself does. An
+    error packet is raised as PyMySQL would raise it.
+    """
+    read = conn._rfile.read
+    lines: list[bytes] = []
+    append = lines.append
+    size = 0
+    while len(lines) < limit and size < max_bytes:
+        header = read(4)
+        if len(header) < 4:
+            raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+        length = header[0] | header[1] << 8 | header[2] << 16
+        payload = read(length)
+        while length == _MAX_PACKET:  # a row of 16 MiB or more continues in more packets
+            header = read(4)
+            length = header[0] | header[1] << 8 | header[2] << 16 if len(header) == 4 else -1
+            payload += read(length) if length >= 0 else b""
+        if len(payload) < 1 or (length >= 0 and len(payload) < length):
+            raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+        size += len(payload)
+        first = payload[0]
+        if first < 251:
+            append(payload[1 : 1 + first])
+        elif first == 0xFC:
+            append(payload[3 : 3 + (payload[1] | payload[2] << 8)])
+        elif first == 0xFD:
+            append(payload[4:])
+        elif first == 0xFE and len(payload) < 9:
+            # EOF: the end of the rows.
+            result = conn._result
+            if result is not None:
+                result.unbuffered_active = False
+            conn._result = None
+            return lines, True
+        elif first == 0xFE:
+            append(payload[9:])
+        elif first == 0xFF:
+            conn._result = None
+            pymysql.err.raise_mysql_exception(payload)
+        else:  # 0xFB, NULL: never written by the CSV path's select
+            append(b"")
+    return lines, False
 
 
 class _HostnameContext(ssl.SSLContext):
@@ -540,20 +602,60 @@ class MySqlConnector(SqlConnector):
         line: str,
         parser: CsvBatchParser,
     ) -> Generator[pa.Table, None, None]:
-        while True:
-            conn = self._connection()
-            # plan.after follows every batch yielded (SqlConnector._batches).
-            query, params = self._query(meta, plan, plan.after, batch_size, select=line)
-            cur = conn.cursor(pymysql.cursors.SSCursor)
-            cur.execute(query, params)
-            lines = [row[0] for row in cur.fetchall_unbuffered()]
-            cur.close()
-            if not lines:
-                return
-            lines.append(b"")
-            yield parser.parse(b"\n".join(lines), len(lines) - 1)
-            if len(lines) - 1 < batch_size:
-                return
+        """Arrow tables of batch_size rows, from keyset statements of a few batches each.
+
+        As the PostgreSQL COPY path: batch k is parsed in a thread (Arrow releases the
+        GIL) while this one reads batch k+1 of the same unbuffered result, so the
+        server keeps producing; a statement spans _BATCHES_PER_QUERY batches, so the
+        statement timeout bounds a few batches, and the next one starts after the last
+        key yielded. A result left mid-way is dropped with the connection.
+        """
+        limit = batch_size * _BATCHES_PER_QUERY
+        parsing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="my-csv-parse")
+        open_result = False
+        try:
+            while True:
+                conn = self._connection()
+                # plan.after is the last key of the batch yielded before (see _batches).
+                query, params = self._query(meta, plan, plan.after, limit, select=line)
+                total = yielded = 0
+                try:
+                    cur = conn.cursor(pymysql.cursors.SSCursor)
+                    cur.execute(query, params)
+                    open_result = True
+                    ended = False
+                    parsed: Future[pa.Table] | None = None
+                    while not ended:
+                        lines, ended = _read_lines(conn, batch_size, _MAX_BATCH_BYTES)
+                        open_result = not ended
+                        total += len(lines)
+                        previous = parsed
+                        parsed = None
+                        if lines:
+                            lines.append(b"")
+                            data = b"\n".join(lines)
+                            parsed = parsing.submit(parser.parse, data, len(lines) - 1)
+                        if previous is not None:
+                            yield previous.result()
+                            yielded += 1
+                    if parsed is not None:
+                        yield parsed.result()
+                    cur.close()
+                except pymysql.err.MySQLError as exc:
+                    open_result = False
+                    # The statement timeout ran out while the engine held batches of
+                    # this statement: go on after the last batch yielded.
+                    if self._code(exc) in _TIMEOUT_CODES and yielded:
+                        continue
+                    raise
+                if total < limit:
+                    return
+        finally:
+            parsing.shutdown(wait=True, cancel_futures=True)
+            if open_result:
+                # Stopped mid-result (closed early, or a batch needs the row path):
+                # reading the rest would drain the table, so drop the connection.
+                self._drop()
 
     def _stream_rows(
         self, meta: StreamMeta, plan: ReadPlan, batch_size: int
