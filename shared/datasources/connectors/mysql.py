@@ -2,10 +2,11 @@
 
 Streams are named by the bare table name: a MySQL connection is scoped to one database
 (`database` in the config), which is also its "schema". Reads with a primary key run
-one keyset query per batch (`ORDER BY key LIMIT batch_size`) through an unbuffered
-SSCursor, so each statement stays short enough for the statement timeout and the
-server never waits on a slow consumer mid-result; tables without a key stream through
-a single unbuffered query resumed by offset.
+keyset statements (`ORDER BY key LIMIT n`): the CSV path selects one server-written
+CSV line per row, 8 batches per statement, parsed by Arrow; the row path (TIME or BIT
+columns, values the CSV text cannot carry) one batch per statement through PyMySQL
+rows. Each statement stays short enough for the statement timeout. Tables without a
+key stream through a single unbuffered query resumed by offset.
 """
 
 from __future__ import annotations
