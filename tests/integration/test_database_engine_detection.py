@@ -126,3 +126,36 @@ def test_connect_to_a_port_where_nothing_listens_without_engine_is_400_tcp(stack
     assert response.status_code == 400, response.body
     assert response.data["stage"] == "tcp"
     assert stack.call("list", query={}).data == []
+
+
+def test_connect_probes_its_sources_side_by_side_within_one_connect_timeout(
+    stack: Stack,
+) -> None:
+    import socket
+    import time
+
+    # Listening sockets that are never accepted: the kernel completes the handshake and
+    # the server then says nothing, so each probe waits its full connect_timeout.
+    silent = [socket.create_server(("127.0.0.1", 0), backlog=8) for _ in range(3)]
+    try:
+        sources = [
+            {
+                "type": "database",
+                "name": f"silent{i}",
+                "connection_config": {
+                    **published(int(s.getsockname()[1]), "d"),
+                    "connect_timeout": 2,
+                },
+            }
+            for i, s in enumerate(silent)
+        ]
+        started = time.monotonic()
+        response = stack.call("connect", body={"sources": sources})
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in silent:
+            sock.close()
+    assert response.status_code == 400, response.body
+    assert response.data["stage"] == "timeout"
+    assert elapsed < 4.5  # one connect_timeout, not three
+    assert stack.call("list", query={}).data == []
