@@ -390,7 +390,9 @@ def test_read_given_table_dropped_mid_read_then_source_read_error(db_context):
     admin_sql(
         "DROP TABLE IF EXISTS doomed2",
         "CREATE TABLE doomed2 (id int PRIMARY KEY)",
-        "INSERT INTO doomed2 VALUES (1), (2), (3), (4), (5)",
+        # More rows than one keyset statement reads (8 batches of 2): the drop must be
+        # seen by the statement after the first.
+        "INSERT INTO doomed2 VALUES " + ", ".join(f"({i})" for i in range(1, 41)),
     )
     conn = connector(db_context)
     iterator = conn.read("doomed2", StreamState(), 2)

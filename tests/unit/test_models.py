@@ -52,11 +52,76 @@ def test_engine_is_inferred_from_the_well_known_ports(port: int, engine: str) ->
     assert config.engine == engine
 
 
-def test_an_unknown_port_without_engine_asks_for_engine() -> None:
-    with pytest.raises(ValidationError, match="set 'engine'"):
-        DatabaseConfig.model_validate(
-            {"host": "h", "port": 6000, "database": "d", "username": "u", "password": "p"}
-        )
+def test_an_unknown_port_without_engine_leaves_it_to_the_server_to_say() -> None:
+    # The connector asks the server (engine_probe); the model no longer refuses it.
+    config = DatabaseConfig.model_validate(
+        {"host": "h", "port": 6432, "database": "d", "username": "u", "password": "p"}
+    )
+    assert config.engine is None
+
+
+def _db(**tls: object) -> dict[str, object]:
+    return {"host": "h", "port": 5432, "database": "d", "username": "u", "password": "p", **tls}
+
+
+def _pem_cert() -> str:
+    from tests.support.tls_servers import make_pki
+
+    return make_pki().ca.cert
+
+
+PEM_KEY = (
+    "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEH\n-----END PRIVATE KEY-----\n"
+)
+
+
+@pytest.mark.parametrize(
+    "tls",
+    [
+        {"ssl_root_cert": "not a certificate"},
+        {"ssl_root_cert": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
+        {"ssl_root_cert": "x" * (192 * 1024 + 1)},
+        {"ssl_root_cert": "\u00e9\ud9b1\udd7c not ascii"},
+        {"ssl_key": PEM_KEY},
+        {"ssl_cert": "CERT"},
+        {"ssl_mode": "allow"},
+    ],
+    ids=[
+        "not-pem",
+        "bad-base64",
+        "too-large",
+        "not-ascii",
+        "key-without-cert",
+        "cert-not-pem",
+        "allow",
+    ],
+)
+def test_bad_tls_settings_are_refused(tls: dict[str, object]) -> None:
+    with pytest.raises(ValidationError) as info:
+        DatabaseConfig.model_validate(_db(**tls))
+    assert "MIGHAgEA" not in str(info.value)
+
+
+def test_a_key_that_is_not_pem_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ValidationError) as info:
+        DatabaseConfig.model_validate(_db(ssl_cert=_pem_cert(), ssl_key="secret-key-material-123"))
+    assert "secret-key-material-123" not in str(info.value)
+
+
+def test_a_certificate_without_its_key_is_refused() -> None:
+    with pytest.raises(ValidationError, match="both ssl_cert and ssl_key"):
+        DatabaseConfig.model_validate(_db(ssl_cert=_pem_cert()))
+
+
+def test_the_client_key_goes_to_the_secret_store_and_the_certificates_stay() -> None:
+    cert = _pem_cert()
+    config = DatabaseConfig.model_validate(
+        _db(ssl_mode="verify-full", ssl_root_cert=cert, ssl_cert=cert, ssl_key=PEM_KEY)
+    )
+    masked, secrets = split_secrets(config)
+    assert masked["ssl_key"] == MASK and masked["ssl_root_cert"] == cert
+    assert (["ssl_key"], PEM_KEY) in secrets
+    assert merge_secrets("database", masked, secrets) == config
 
 
 @pytest.mark.parametrize(

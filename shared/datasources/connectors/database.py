@@ -16,11 +16,14 @@ import decimal
 import fnmatch
 import ipaddress
 import json
+import os
 import re
+import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,13 +64,16 @@ _CURSOR_TYPES = {"timestamp", "timestamp_tz", "integer", "date"}
 
 
 def effective_ssl_mode(config: DatabaseConfig, resolved: ResolvedHost) -> str:
-    """The TLS mode to use: the configured one, else `require` unless the host is loopback.
+    """The TLS mode to use: the configured one; else `verify-full` with a CA bundle given,
+    else `require` unless the host is loopback.
 
     A database across a network must not be read in clear text by default; a loopback
     server (local mode) usually has no certificate, so it gets `prefer`.
     """
     if config.ssl_mode is not None:
         return config.ssl_mode
+    if config.ssl_root_cert:
+        return "verify-full"  # a CA given is a CA to verify against
     try:
         address = ipaddress.ip_address(resolved.address)
     except ValueError:
@@ -75,6 +81,81 @@ def effective_ssl_mode(config: DatabaseConfig, resolved: ResolvedHost) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return "prefer" if address.is_loopback else "require"
+
+
+@contextmanager
+def tls_files(config: DatabaseConfig) -> Iterator[dict[str, str]]:
+    """The config's PEM material in private temporary files, removed on exit.
+
+    Drivers take certificates and keys as file paths. Keys `root`, `cert`, `key` are
+    present when the config has them; the files exist only while the connection is made
+    (0600 in a 0700 folder, as libpq insists for a key).
+    """
+    pems = {
+        "root": config.ssl_root_cert,
+        "cert": config.ssl_cert,
+        "key": reveal(config.ssl_key),
+    }
+    if not any(pems.values()):
+        yield {}
+        return
+    with tempfile.TemporaryDirectory(prefix="ds-tls-") as folder:
+        paths: dict[str, str] = {}
+        for name, text in pems.items():
+            if text:
+                path = os.path.join(folder, f"{name}.pem")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                paths[name] = path
+        yield paths
+
+
+# Driver and OpenSSL phrases -> which TLS check failed, most specific first (a name
+# mismatch is also a "certificate verify failed" in Python's ssl).
+_TLS_FAILURES = (
+    (
+        ("does not support ssl", "doesn't support it", "ssl is required but", "no tls offered"),
+        "the server does not offer TLS",
+    ),
+    (
+        ("does not match host name", "hostname mismatch", "ip address mismatch"),
+        "the server certificate is for another name than the host (name mismatch)",
+    ),
+    (
+        ("certificate verify failed", "unable to get local issuer", "self-signed certificate"),
+        "the server certificate is not signed by a trusted CA (untrusted CA)",
+    ),
+    (
+        (
+            "certificate required",
+            "client certificate",
+            "certificate authentication failed",
+            "alert unknown ca",
+            "alert bad certificate",
+            "key values mismatch",
+        ),
+        "the client certificate or key was refused",
+    ),
+)
+_TLS_WORDS = ("ssl", "tls", "certificate")
+
+
+def tls_failure(where: str, ssl_mode: str, text: str) -> ConnectionFailed | None:
+    """A ConnectionFailed(stage='tls') naming the check that failed, if `text` is about TLS."""
+    low = text.lower()
+    reason = next(
+        (why for phrases, why in _TLS_FAILURES if any(phrase in low for phrase in phrases)), None
+    )
+    if reason is None:
+        if not any(word in low for word in _TLS_WORDS):
+            return None
+        reason = "the TLS handshake failed"
+    return ConnectionFailed(
+        f"TLS to {where} failed: {reason} (ssl_mode '{ssl_mode}'): {text}",
+        stage="tls",
+        details={"ssl_mode": ssl_mode},
+    )
 
 
 _URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
@@ -344,6 +425,76 @@ class FastPathUnavailable(Exception):
     """Raised by an engine's `_stream_arrow` to go on with `_stream_rows` instead."""
 
 
+class CsvBatchParser:
+    """CSV text of one batch (one line per row, as the server wrote it) -> an Arrow table
+    of the stream's schema, or FastPathUnavailable when a value does not parse exactly.
+
+    Binary columns arrive as hex text; tz-aware timestamps as UTC text without an
+    offset (read naive, then labelled UTC). A NULL is an unquoted empty field, `""` an
+    empty string.
+    """
+
+    def __init__(
+        self, columns: Sequence[Column], true_values: list[str], false_values: list[str]
+    ) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        self._pa = pa
+        self._pacsv = pacsv
+        self.schema = arrow_schema(columns)
+        self.binary = [i for i, c in enumerate(columns) if c.type == "binary"]
+
+        def read_type(i: int, arrow_field: pa.Field) -> pa.DataType:
+            if i in self.binary:
+                return pa.string()
+            if pa.types.is_timestamp(arrow_field.type) and arrow_field.type.tz is not None:
+                return pa.timestamp(arrow_field.type.unit)
+            return arrow_field.type
+
+        read_types = {f.name: read_type(i, f) for i, f in enumerate(self.schema)}
+        # One thread: the sync's writer and uploader threads need the other core.
+        self.read_options = pacsv.ReadOptions(
+            column_names=[c.name for c in columns], block_size=1 << 20, use_threads=False
+        )
+        self.parse_options = pacsv.ParseOptions(newlines_in_values=True)
+        self.convert_options = pacsv.ConvertOptions(
+            column_types=read_types,
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=true_values,
+            false_values=false_values,
+        )
+
+    def parse(self, data: bytes | bytearray, rows: int) -> pa.Table:
+        pa = self._pa
+        try:
+            table = self._pacsv.read_csv(
+                pa.py_buffer(data),
+                read_options=self.read_options,
+                parse_options=self.parse_options,
+                convert_options=self.convert_options,
+            )
+            if table.num_rows != rows:
+                raise FastPathUnavailable
+            if self.binary:
+                arrays = list(table.columns)
+                for i in self.binary:
+                    arrays[i] = pa.array(
+                        [None if v is None else bytes.fromhex(v) for v in arrays[i].to_pylist()],
+                        type=pa.binary(),
+                    )
+                table = pa.Table.from_arrays(arrays, names=self.schema.names)
+            if not table.schema.equals(self.schema):
+                table = table.cast(self.schema)
+            return table
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+            # A value text cannot carry exactly (a zero date, a flag of 2, a year > 9999):
+            # the row path reads it with its notes and errors.
+            raise FastPathUnavailable from None
+
+
 # ---------------------------------------------------------------- read plan
 
 
@@ -397,6 +548,8 @@ class SqlConnector(ABC):
         self.config = config
         self.context = context
         self._resolved: ResolvedHost | None = None
+        # True when the engine was asked of the server (no `engine`, no well-known port).
+        self.engine_detected = False
 
     # ---- engine hooks
 
@@ -467,7 +620,9 @@ class SqlConnector(ABC):
         details = self._check()
         latency = (time.perf_counter() - started) * 1000.0
         return CheckResult(
-            reachable=True, latency_ms=round(latency, 1), details={"engine": self.engine, **details}
+            reachable=True,
+            latency_ms=round(latency, 1),
+            details={"engine": self.engine, "engine_detected": self.engine_detected, **details},
         )
 
     def discover(self) -> list[Table]:
@@ -675,13 +830,26 @@ def _last_row(table: pa.Table, key_idx: Sequence[int], cursor_idx: int | None) -
 
 
 def open_database_connector(config: DatabaseConfig, context: ConnectorContext) -> Connector:
-    """The registry factory: the connector for the config's engine (driver imported lazily)."""
+    """The registry factory: the connector for the config's engine (driver imported lazily).
+
+    Without an engine (a port that names none), the server is asked first, through the
+    SSRF-checked address, which the connector then keeps using.
+    """
+    from datasources.connectors.engine_probe import complete_engine
+
+    config, resolved = complete_engine(config, context.settings)
+    connector: SqlConnector
     if config.engine == "postgresql":
         from datasources.connectors.postgres import PostgresConnector
 
-        return PostgresConnector(config, context)
-    if config.engine in ("mysql", "mariadb"):
+        connector = PostgresConnector(config, context)
+    elif config.engine in ("mysql", "mariadb"):
         from datasources.connectors.mysql import MySqlConnector
 
-        return MySqlConnector(config, context)
-    raise ValidationFailed(f"unknown database engine '{config.engine}'")
+        connector = MySqlConnector(config, context)
+    else:
+        raise ValidationFailed(f"unknown database engine '{config.engine}'")
+    if resolved is not None:
+        connector._resolved = resolved
+        connector.engine_detected = True
+    return connector

@@ -2,10 +2,11 @@
 
 Streams are named by the bare table name: a MySQL connection is scoped to one database
 (`database` in the config), which is also its "schema". Reads with a primary key run
-one keyset query per batch (`ORDER BY key LIMIT batch_size`) through an unbuffered
-SSCursor, so each statement stays short enough for the statement timeout and the
-server never waits on a slow consumer mid-result; tables without a key stream through
-a single unbuffered query resumed by offset.
+keyset statements (`ORDER BY key LIMIT n`): the CSV path selects one server-written
+CSV line per row, 8 batches per statement, parsed by Arrow; the row path (TIME or BIT
+columns, values the CSV text cannot carry) one batch per statement through PyMySQL
+rows. Each statement stays short enough for the statement timeout. Tables without a
+key stream through a single unbuffered query resumed by offset.
 """
 
 from __future__ import annotations
@@ -13,22 +14,30 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Generator
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pymysql.cursors
+from pymysql.constants import CLIENT
 
 from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
 from datasources.connectors.database import (
+    CsvBatchParser,
     ReadPlan,
     SqlConnector,
     StreamMeta,
     cursor_candidates,
     effective_ssl_mode,
     is_selected,
+    tls_failure,
+    tls_files,
 )
 from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
 from datasources.models.connection import DatabaseConfig
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _MY_TYPES: dict[str, NormalizedType] = {
     "tinyint": "integer",
@@ -99,6 +108,86 @@ def _ident(name: str) -> str:
     return quote_ident(name).replace("%", "%%")
 
 
+def _csv_expr(column: Column) -> str | None:
+    """The column's value as one CSV field in the server's text form, or None when the
+    row path must read it (TIME beyond a day, BIT flags)."""
+    col = _ident(column.name)
+    kind = column.type
+    native = column.native_type.lower()
+    if kind in ("integer", "number", "decimal", "date", "timestamp", "timestamp_tz"):
+        return col
+    if kind == "boolean":
+        return col if native.startswith("tinyint") else None
+    if kind in ("string", "json"):
+        # Quoted, quotes doubled; NULL stays NULL, so it becomes an unquoted empty field.
+        return f"CONCAT('\"', REPLACE(CONVERT({col} USING utf8mb4), '\"', '\"\"'), '\"')"
+    if kind == "binary" and not native.startswith("bit"):
+        # Quoted: an empty value is "" (b''), NULL an unquoted empty field.
+        return f"CONCAT('\"', HEX({col}), '\"')"
+    return None
+
+
+_MAX_PACKET = 0xFFFFFF
+# Batches one keyset statement of the CSV path may span (see _csv_batches), and the
+# text one batch may hold whatever batch_size says, as on PostgreSQL (make bench).
+_BATCHES_PER_QUERY = 8
+_MAX_BATCH_BYTES = 8 << 20
+
+
+def _read_lines(
+    conn: pymysql.connections.Connection[Any], limit: int, max_bytes: int
+) -> tuple[list[bytes], bool]:
+    """Up to `limit` rows (fewer once they hold `max_bytes`) of an unbuffered one-column
+    result of non-NULL bytes values: (the values, whether the result ended).
+
+    PyMySQL's row loop builds a packet object and runs a converter per value, which was
+    most of the CSV path's time (README, Performance). A one-column text-protocol row
+    is one length-prefixed string, so this reads the row packets from PyMySQL's own
+    buffered socket file, up to the EOF packet (PyMySQL never asks for
+    DEPRECATE_EOF), and then marks the result finished as PyMySQL itself does. An
+    error packet is raised as PyMySQL would raise it.
+    """
+    read = conn._rfile.read
+    lines: list[bytes] = []
+    append = lines.append
+    size = 0
+    while len(lines) < limit and size < max_bytes:
+        header = read(4)
+        if len(header) < 4:
+            raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+        length = header[0] | header[1] << 8 | header[2] << 16
+        payload = read(length)
+        while length == _MAX_PACKET:  # a row of 16 MiB or more continues in more packets
+            header = read(4)
+            length = header[0] | header[1] << 8 | header[2] << 16 if len(header) == 4 else -1
+            payload += read(length) if length >= 0 else b""
+        if len(payload) < 1 or (length >= 0 and len(payload) < length):
+            raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+        size += len(payload)
+        first = payload[0]
+        if first < 251:
+            append(payload[1 : 1 + first])
+        elif first == 0xFC:
+            append(payload[3 : 3 + (payload[1] | payload[2] << 8)])
+        elif first == 0xFD:
+            append(payload[4:])
+        elif first == 0xFE and len(payload) < 9:
+            # EOF: the end of the rows.
+            result = conn._result
+            if result is not None:
+                result.unbuffered_active = False
+            conn._result = None
+            return lines, True
+        elif first == 0xFE:
+            append(payload[9:])
+        elif first == 0xFF:
+            conn._result = None
+            pymysql.err.raise_mysql_exception(payload)
+        else:  # 0xFB, NULL: never written by the CSV path's select
+            append(b"")
+    return lines, False
+
+
 class _HostnameContext(ssl.SSLContext):
     """TLS context that verifies the configured host name while the socket goes to the
     address the SSRF guard resolved (PyMySQL would otherwise verify the IP)."""
@@ -127,27 +216,34 @@ class MySqlConnector(SqlConnector):
         self._conn: pymysql.connections.Connection[Any] | None = None
         self._mariadb = config.engine == "mariadb"
         self._tls = False
+        self._tls_version: str | None = None
+        self._tls_cipher: str | None = None
 
     # ---- connection
 
-    def _ssl_options(self, sslmode: str) -> dict[str, Any]:
+    def _tls_context(self, sslmode: str) -> ssl.SSLContext | None:
+        """The TLS context for a mode, with the same meaning as libpq's sslmode."""
         if sslmode == "disable":
-            return {"ssl_disabled": True}
-        if sslmode in ("allow", "prefer"):
-            return {}  # PyMySQL's default: TLS when the server offers it
-        if sslmode == "require":
+            return None
+        ctx: ssl.SSLContext
+        if sslmode == "verify-full":
+            named = _HostnameContext(ssl.PROTOCOL_TLS_CLIENT)
+            named.verify_name = self.config.host
+            ctx = named
+        else:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            return {"ssl": ctx}
-        if sslmode == "verify-ca":
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            return {"ssl": ctx}
-        named = _HostnameContext(ssl.PROTOCOL_TLS_CLIENT)
-        named.load_default_certs()
-        named.verify_name = self.config.host
-        return {"ssl": named}
+            if sslmode in ("prefer", "require"):
+                ctx.verify_mode = ssl.CERT_NONE
+        if sslmode in ("verify-ca", "verify-full"):
+            if self.config.ssl_root_cert:
+                ctx.load_verify_locations(cadata=self.config.ssl_root_cert)
+            else:
+                ctx.load_default_certs()
+        with tls_files(self.config) as files:
+            if "cert" in files:
+                ctx.load_cert_chain(files["cert"], files["key"])
+        return ctx
 
     def _connect(self, io_timeout: float | None = None) -> pymysql.connections.Connection[Any]:
         resolved = self.resolve()
@@ -155,6 +251,7 @@ class MySqlConnector(SqlConnector):
         # The socket read timeout is the last line against a server that stops answering.
         io_timeout = io_timeout or self.config.statement_timeout_seconds + 30
         try:
+            ctx = self._tls_context(sslmode)
             conn = pymysql.connect(
                 host=resolved.address,
                 port=self.config.port,
@@ -167,11 +264,17 @@ class MySqlConnector(SqlConnector):
                 charset="utf8mb4",
                 autocommit=True,
                 program_name="datasources",
-                **self._ssl_options(sslmode),
+                ssl=ctx,
+                ssl_disabled=ctx is None,
+                defer_connect=True,
             )
-        except pymysql.err.MySQLError as exc:
-            raise self._connect_error(exc) from None
-        except OSError as exc:
+            if sslmode == "prefer":
+                # TLS when the server offers it, clear text when it does not (PyMySQL
+                # requires TLS whenever it is handed a context).
+                conn._ssl_required = False
+                conn.client_flag &= ~CLIENT.SSL
+            conn.connect()
+        except (pymysql.err.MySQLError, OSError, ssl.SSLError) as exc:
             raise self._connect_error(exc) from None
         version = conn.get_server_info() or ""
         self._mariadb = "mariadb" in version.lower()
@@ -189,9 +292,13 @@ class MySqlConnector(SqlConnector):
             with conn.cursor() as cur:
                 for statement in statements:
                     cur.execute(statement)
-                cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-                row = cur.fetchone()
-                self._tls = bool(row and row[1])
+                cur.execute(
+                    "SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_cipher', 'Ssl_version')"
+                )
+                status = {str(k).lower(): v for k, v in cur.fetchall()}
+                self._tls = bool(status.get("ssl_cipher"))
+                self._tls_version = status.get("ssl_version") or None
+                self._tls_cipher = status.get("ssl_cipher") or None
         except pymysql.err.MySQLError as exc:
             conn.close()
             raise self._connect_error(exc) from None
@@ -245,11 +352,12 @@ class MySqlConnector(SqlConnector):
             )
         if code in _PERMISSION_CODES:
             return ConnectionFailed(f"user '{user}' lacks a permission: {text}", stage="permission")
-        if code in (2026, 3159) or "ssl" in low or "tls" in low or "certificate" in low:
-            return ConnectionFailed(
-                f"TLS to {where} failed (ssl_mode '{self.config.ssl_mode or 'default'}'): {text}",
-                stage="tls",
-            )
+        sslmode = effective_ssl_mode(self.config, self.resolve())
+        tls = tls_failure(where, sslmode, text)
+        if tls is None and code in (2026, 3159):
+            tls = tls_failure(where, sslmode, f"TLS error: {text}")
+        if tls is not None:
+            return tls
         if "refused" in low:
             return ConnectionFailed(
                 f"connection to {where} was refused: no MySQL/MariaDB server listens on that port",
@@ -319,6 +427,8 @@ class MySqlConnector(SqlConnector):
             "database": row[1],
             "flavor": "mariadb" if self._mariadb else "mysql",
             "tls": self._tls,
+            "tls_version": self._tls_version if self._tls else None,
+            "tls_cipher": self._tls_cipher if self._tls else None,
             "ssl_mode": effective_ssl_mode(self.config, self.resolve()),
         }
 
@@ -439,9 +549,14 @@ class MySqlConnector(SqlConnector):
         return f"{first} >= %s AND ({clause})", [values[0], *params]
 
     def _query(
-        self, meta: StreamMeta, plan: ReadPlan, after: list[Any] | None, limit: int | None
+        self,
+        meta: StreamMeta,
+        plan: ReadPlan,
+        after: list[Any] | None,
+        limit: int | None,
+        select: str | None = None,
     ) -> tuple[str, list[Any]]:
-        select = ", ".join(_ident(c.name) for c in meta.table.columns)
+        select = select or ", ".join(_ident(c.name) for c in meta.table.columns)
         where: list[str] = []
         params: list[Any] = []
         if plan.cursor is not None:
@@ -467,6 +582,91 @@ class MySqlConnector(SqlConnector):
         elif plan.offset:
             query += f" LIMIT 18446744073709551615 OFFSET {int(plan.offset)}"
         return query, params
+
+    def _stream_arrow(
+        self, meta: StreamMeta, plan: ReadPlan, batch_size: int
+    ) -> Generator[pa.Table, None, None] | None:
+        """Keyset batches as one CSV line per row, written by the server, parsed by Arrow.
+
+        PyMySQL turns every value into a Python object in pure Python (most of a read's
+        time: README, Performance); one bytes value per row and Arrow's CSV reader do
+        the same work in C. The text is the server's own text form of each value, the
+        same the row path parses, so values are identical; a batch holding one that
+        does not parse (a zero date...) goes on through the row path.
+        """
+        if plan.mode != "keyset":
+            return None
+        exprs = [_csv_expr(c) for c in meta.table.columns]
+        if any(e is None for e in exprs):
+            return None
+        line = (
+            "CAST(CONCAT_WS(',', " + ", ".join(f"IFNULL({e}, '')" for e in exprs) + ") AS BINARY)"
+        )
+        parser = CsvBatchParser(meta.table.columns, true_values=["1"], false_values=["0"])
+        return self._csv_batches(meta, plan, batch_size, line, parser)
+
+    def _csv_batches(
+        self,
+        meta: StreamMeta,
+        plan: ReadPlan,
+        batch_size: int,
+        line: str,
+        parser: CsvBatchParser,
+    ) -> Generator[pa.Table, None, None]:
+        """Arrow tables of batch_size rows, from keyset statements of a few batches each.
+
+        As the PostgreSQL COPY path: batch k is parsed in a thread (Arrow releases the
+        GIL) while this one reads batch k+1 of the same unbuffered result, so the
+        server keeps producing; a statement spans _BATCHES_PER_QUERY batches, so the
+        statement timeout bounds a few batches, and the next one starts after the last
+        key yielded. A result left mid-way is dropped with the connection.
+        """
+        limit = batch_size * _BATCHES_PER_QUERY
+        parsing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="my-csv-parse")
+        open_result = False
+        try:
+            while True:
+                conn = self._connection()
+                # plan.after is the last key of the batch yielded before (see _batches).
+                query, params = self._query(meta, plan, plan.after, limit, select=line)
+                total = yielded = 0
+                try:
+                    cur = conn.cursor(pymysql.cursors.SSCursor)
+                    cur.execute(query, params)
+                    open_result = True
+                    ended = False
+                    parsed: Future[pa.Table] | None = None
+                    while not ended:
+                        lines, ended = _read_lines(conn, batch_size, _MAX_BATCH_BYTES)
+                        open_result = not ended
+                        total += len(lines)
+                        previous = parsed
+                        parsed = None
+                        if lines:
+                            lines.append(b"")
+                            data = b"\n".join(lines)
+                            parsed = parsing.submit(parser.parse, data, len(lines) - 1)
+                        if previous is not None:
+                            yield previous.result()
+                            yielded += 1
+                    if parsed is not None:
+                        yield parsed.result()
+                    cur.close()
+                except pymysql.err.MySQLError as exc:
+                    open_result = False
+                    # The statement timeout ran out while the engine held batches of
+                    # this statement: go on after the last batch yielded.
+                    if self._code(exc) in _TIMEOUT_CODES and yielded:
+                        continue
+                    raise
+                if total < limit:
+                    return
+        finally:
+            parsing.shutdown(wait=True, cancel_futures=True)
+            if open_result:
+                # Stopped mid-result (closed early, or a batch needs the row path):
+                # reading the rest would drain the table, so drop the connection.
+                self._drop()
 
     def _stream_rows(
         self, meta: StreamMeta, plan: ReadPlan, batch_size: int

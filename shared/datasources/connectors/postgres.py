@@ -32,6 +32,8 @@ from datasources.connectors.database import (
     decimal_fits_arrow,
     effective_ssl_mode,
     is_selected,
+    tls_failure,
+    tls_files,
 )
 from datasources.errors import ConnectionFailed, SourceReadError
 from datasources.models.connection import DatabaseConfig
@@ -304,10 +306,14 @@ class PostgresConnector(SqlConnector):
             "tcp_user_timeout": (self.config.statement_timeout_seconds + 30) * 1000,
             "autocommit": True,
         }
-        if sslmode in ("verify-ca", "verify-full"):
-            params["sslrootcert"] = "system"
         try:
-            conn = psycopg.connect(**params)
+            with tls_files(self.config) as files:
+                if sslmode in ("verify-ca", "verify-full"):
+                    params["sslrootcert"] = files.get("root", "system")
+                if "cert" in files:
+                    params["sslcert"] = files["cert"]
+                    params["sslkey"] = files["key"]
+                conn = psycopg.connect(**params)
         except psycopg.Error as exc:
             raise self._connect_error(exc) from None
         try:
@@ -369,11 +375,9 @@ class PostgresConnector(SqlConnector):
             )
         if state == "42501" or "permission denied" in low:
             return ConnectionFailed(f"user '{user}' lacks a permission: {text}", stage="permission")
-        if "ssl" in low or "certificate" in low or "tls" in low:
-            return ConnectionFailed(
-                f"TLS to {where} failed (ssl_mode '{self.config.ssl_mode or 'default'}'): {text}",
-                stage="tls",
-            )
+        tls = tls_failure(where, effective_ssl_mode(self.config, self.resolve()), text)
+        if tls is not None:
+            return tls
         if "timeout expired" in low or "timed out" in low:
             return ConnectionFailed(
                 f"connecting to {where} timed out after {self.config.connect_timeout} s: check "
@@ -441,7 +445,10 @@ class PostgresConnector(SqlConnector):
         conn = self._connect(statement_timeout_s=self.config.connect_timeout)
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT current_setting('server_version'), current_database(), 1")
+                cur.execute(
+                    "SELECT current_setting('server_version'), current_database(), s.version, "
+                    "s.cipher FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()"
+                )
                 row = cur.fetchone()
             tls = bool(conn.pgconn.ssl_in_use)
         except psycopg.Error as exc:
@@ -453,6 +460,8 @@ class PostgresConnector(SqlConnector):
             "server_version": row[0],
             "database": row[1],
             "tls": tls,
+            "tls_version": row[2] if tls else None,
+            "tls_cipher": row[3] if tls else None,
             "ssl_mode": effective_ssl_mode(self.config, self.resolve()),
         }
 

@@ -8,6 +8,7 @@ the masked config and Secrets Manager keeps the rest; `merge_secrets` puts them 
 from __future__ import annotations
 
 import codecs
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -38,8 +39,34 @@ class ConfigModel(BaseModel):
 # ---------------------------------------------------------------- database
 
 
+# A CA bundle can hold many roots (a cloud provider's bundle is about 170 KB); a client
+# certificate or key is a few KB. Bounded so a config stays inside one request body
+# (256 KiB) and one item.
+MAX_CA_BUNDLE_CHARS = 192 * 1024
+MAX_CLIENT_PEM_CHARS = 32 * 1024
+_PEM_KEY_RE = re.compile(
+    r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----.+-----END (?:[A-Z]+ )?PRIVATE KEY-----", re.S
+)
+
+
+def _check_pem_certificates(value: str, what: str) -> str:
+    import ssl
+
+    try:
+        if not value.isascii():  # PEM is ASCII; the ssl module raises TypeError otherwise
+            raise ValueError
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=value)
+    except (ssl.SSLError, ValueError, TypeError):
+        raise ValueError(f"{what} must be PEM text of one or more X.509 certificates") from None
+    return value
+
+
 class DatabaseConfig(ConfigModel):
-    """A PostgreSQL, MySQL or MariaDB database."""
+    """A PostgreSQL, MySQL or MariaDB database.
+
+    Without `engine`, the well-known ports name it; on any other port the connector asks
+    the server (connectors/engine_probe.py) and the source stores the answer.
+    """
 
     host: Annotated[str, Field(min_length=1, max_length=253)]
     port: Annotated[int, Field(ge=1, le=65535)]
@@ -55,22 +82,47 @@ class DatabaseConfig(ConfigModel):
     exclude_tables: list[Annotated[str, Field(max_length=256)]] | None = Field(
         default=None, max_length=5000
     )
-    ssl_mode: (
-        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
-    ) = None
+    # docs/database-types.md: the same meaning on every engine.
+    ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    ssl_root_cert: Annotated[str, Field(min_length=1, max_length=MAX_CA_BUNDLE_CHARS)] | None = None
+    ssl_cert: Annotated[str, Field(min_length=1, max_length=MAX_CLIENT_PEM_CHARS)] | None = None
+    ssl_key: SecretStr | None = None
     connect_timeout: Annotated[int, Field(ge=1, le=20)] = 10
     statement_timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 300
+
+    @field_validator("ssl_root_cert")
+    @classmethod
+    def _ca_bundle_is_pem(cls, value: str | None) -> str | None:
+        return None if value is None else _check_pem_certificates(value, "ssl_root_cert")
+
+    @field_validator("ssl_cert")
+    @classmethod
+    def _client_cert_is_pem(cls, value: str | None) -> str | None:
+        return None if value is None else _check_pem_certificates(value, "ssl_cert")
+
+    @field_validator("ssl_key")
+    @classmethod
+    def _client_key_is_pem(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        # The message never repeats the value: it is a secret.
+        if len(text) > MAX_CLIENT_PEM_CHARS or not _PEM_KEY_RE.search(text):
+            raise ValueError(
+                f"ssl_key must be a PEM private key of at most {MAX_CLIENT_PEM_CHARS} characters"
+            )
+        return value
 
     @model_validator(mode="after")
     def _infer_engine(self) -> DatabaseConfig:
         if self.engine is None:
             inferred = {5432: "postgresql", 3306: "mysql"}.get(self.port)
-            if inferred is None:
-                raise ValueError(
-                    "cannot infer the database engine from port "
-                    f"{self.port}: set 'engine' to postgresql, mysql or mariadb"
-                )
-            self.engine = inferred  # type: ignore[assignment]
+            if inferred is not None:
+                self.engine = inferred  # type: ignore[assignment]
+        if (self.ssl_key is None) != (self.ssl_cert is None):
+            raise ValueError("a client certificate needs both ssl_cert and ssl_key")
+        if self.ssl_mode == "disable" and (self.ssl_root_cert or self.ssl_cert):
+            raise ValueError("ssl_mode 'disable' cannot use ssl_root_cert, ssl_cert or ssl_key")
         return self
 
     @property
