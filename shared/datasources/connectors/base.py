@@ -133,6 +133,9 @@ class ConnectorContext:
     # The caller's organization: the file connector confines reads of the service's own
     # landing bucket to this tenant's prefixes. None (no tenant) is refused there.
     organization: str | None = None
+    # When every upstream read and parse must have ended (a time.monotonic() value):
+    # the function's remaining time less a margin (datasources.limits). None: no limit.
+    deadline: float | None = None
 
 
 @runtime_checkable

@@ -35,11 +35,13 @@ def connector_context(organization: str) -> ConnectorContext:
     from datasources import aws
     from datasources.config import get_settings
     from datasources.connectors.base import ConnectorContext
+    from datasources.limits import current_deadline
 
     return ConnectorContext(
         settings=get_settings(),
         s3_client_factory=aws.s3_client_factory,
         organization=organization,
+        deadline=current_deadline(),
     )
 
 
