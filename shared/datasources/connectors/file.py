@@ -713,7 +713,7 @@ class FileConnector:
         else:
             response, connection = self._http_get(self._config.url)
             read = self._upstream_read(_capped(response.read, HTTP_MAX_BYTES))
-            close = connection.close
+            close = connection.release
         inflate = InflateGuard(ref.key) if self._compression(ref) == "gzip" else None
         if inflate is not None:
             read = inflate.counting(read)
@@ -763,7 +763,7 @@ class FileConnector:
             spool.close()
             raise
         finally:
-            connection.close()
+            connection.release()
         spool.seek(0)
         return pa.PythonFile(spool, mode="r")
 
@@ -799,9 +799,9 @@ class FileConnector:
                 )
             return _FileRef(key=self._location.key, size=size, etag=response.getheader("ETag"))
         finally:
-            connection.close()
+            connection.release()
 
-    def _http_get(self, url: str) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+    def _http_get(self, url: str) -> tuple[http.client.HTTPResponse, _PinnedHTTPConnection]:
         """GET one URL over a connection to the address the SSRF guard approved."""
         current = url
         first_host = urlsplit(url).hostname
@@ -825,7 +825,7 @@ class FileConnector:
             except DeadlineExceeded as exc:
                 raise _timeout(exc) from None
             timeout = min(_HTTP_TIMEOUT_SECONDS, left or _HTTP_TIMEOUT_SECONDS)
-            connection: http.client.HTTPConnection
+            connection: _PinnedHTTPConnection
             if parts.scheme == "https":
                 connection = _PinnedHTTPSConnection(host, resolved.address, port, timeout, deadline)
             else:
@@ -840,16 +840,16 @@ class FileConnector:
                 )
                 response = connection.getresponse()
             except ssl.SSLError:
-                connection.close()
+                connection.release()
                 raise ConnectionFailed(
                     f"TLS handshake with {host} failed (certificate not valid for this host?)",
                     stage="tls",
                 ) from None
             except TimeoutError:
-                connection.close()
+                connection.release()
                 raise ConnectionFailed(f"{host} did not answer in time", stage="timeout") from None
             except (OSError, http.client.HTTPException):
-                connection.close()
+                connection.release()
                 if deadline is not None and time.monotonic() >= deadline:
                     # The watchdog ended a connection that was still sending its headers.
                     raise ConnectionFailed(
@@ -859,7 +859,7 @@ class FileConnector:
                 raise ConnectionFailed(f"could not connect to {host}:{port}", stage="tcp") from None
             if response.status in (301, 302, 303, 307, 308):
                 location = response.getheader("Location") or ""
-                connection.close()
+                connection.release()
                 following = urljoin(current, location)
                 follow_parts = urlsplit(following)
                 if follow_parts.hostname != first_host or follow_parts.scheme not in (
@@ -873,7 +873,7 @@ class FileConnector:
                 current = following
                 continue
             if response.status != 200:
-                connection.close()
+                connection.release()
                 stage = "permission" if response.status in (401, 403) else "http"
                 raise ConnectionFailed(f"GET {where} answered HTTP {response.status}", stage=stage)
             return response, connection
@@ -1430,10 +1430,12 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         self.sock = self._open()
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Close, and stop the watchdog. Not `close()`: http.client closes a connection
+        whose response says `Connection: close` before its body has been read."""
         if self._watchdog is not None:
             self._watchdog.cancel()
-        super().close()
+        self.close()
 
 
 class _PinnedHTTPSConnection(_PinnedHTTPConnection, http.client.HTTPSConnection):
