@@ -385,3 +385,26 @@ def test_a_parse_past_the_deadline_fails_with_stage_timeout(server: str) -> None
     with pytest.raises(ConnectionFailed) as exc:
         FileConnector(FileConfig(url=url), late).check()
     assert exc.value.stage == "timeout" and "remaining time" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    "encoding", ["no-such-codec", "rot13", "zlib_codec", "base64", "x" * 10_000]
+)
+def test_d7_an_unknown_or_non_text_csv_encoding_is_a_422_not_a_500(
+    stack: Stack, server: str, encoding: str
+) -> None:
+    url = server + serve("/enc/rows.csv", CSV)  # a file that is there: the codec is used
+    config = {"url": url, "csv": {"encoding": encoding}}
+    body = {"source_config": {"type": "file", "connection_config": config}}
+    response = stack.call("test", body=body)
+    assert response.status_code == 422, response.body
+    assert "encoding" in response.body["message"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "cp1252", "utf-16"])
+def test_text_encodings_are_accepted_and_transcoded(server: str, encoding: str) -> None:
+    text = "id,name\n1,Zoë\n"
+    url = server + serve(f"/enc/{encoding}.csv", text.encode(encoding))
+    conn = FileConnector(FileConfig(url=url, csv={"encoding": encoding}), LOCAL)
+    (batch,) = conn.read(conn.stream_name, StreamState(), 10)
+    assert batch.records.to_pylist() == [{"id": 1, "name": "Zoë"}]  # type: ignore[union-attr]

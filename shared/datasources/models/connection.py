@@ -7,6 +7,7 @@ the masked config and Secrets Manager keeps the rest; `merge_secrets` puts them 
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -208,8 +209,21 @@ class CsvOptions(ConfigModel):
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = None
     quote_char: Annotated[str, Field(min_length=1, max_length=1)] = '"'
     has_header: bool = True
-    encoding: str = "utf-8"
+    encoding: Annotated[str, Field(min_length=1, max_length=64)] = "utf-8"
     null_values: list[str] = Field(default_factory=lambda: [""])
+
+    @field_validator("encoding")
+    @classmethod
+    def _text_encoding(cls, value: str) -> str:
+        # Files are transcoded through Python's codec of this name: an unknown one, or a
+        # codec that is not bytes-to-text (rot13, zlib_codec, base64), is a config error.
+        try:
+            codec = codecs.lookup(value)
+        except LookupError:
+            raise ValueError("unknown encoding: use a name such as utf-8 or latin-1") from None
+        if not getattr(codec, "_is_text_encoding", True):
+            raise ValueError("not a text encoding: use a name such as utf-8 or latin-1")
+        return value
 
 
 class FileCredentials(ConfigModel):
