@@ -120,3 +120,16 @@ def test_a_passed_deadline_raises_and_none_means_no_deadline() -> None:
     assert left is not None and 9 < left <= 10
     with pytest.raises(DeadlineExceeded, match="remaining time"):
         seconds_left(time.monotonic() - 0.001, "reading x")
+
+
+def test_a_connector_opened_within_a_deadline_carries_it_and_none_outside() -> None:
+    from datasources.limits import deadline_from
+    from datasources.services.common import connector_context
+
+    assert connector_context("acme").deadline is None
+    with deadline_from(30_000) as deadline:
+        context = connector_context("acme")
+    assert context.deadline == deadline
+    assert 27.5 < deadline - time.monotonic() <= 28.0  # 30 s less the 2 s margin
+    with deadline_from(1_000) as short:
+        assert 0.85 < short - time.monotonic() <= 0.9  # a tenth of a short remaining time

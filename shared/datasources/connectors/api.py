@@ -6,6 +6,11 @@ Requests
     wall-clock cap and a size cap, so a server that trickles bytes cannot hold a sync.
     Proxies and .netrc from the environment are ignored (`trust_env=False`): a proxy
     would bypass the SSRF guard and .netrc could add credentials nobody configured.
+    Every request also ends at the context's deadline (the function's remaining time
+    less a margin, `datasources.limits`): timeouts are cut to the time left and a
+    watchdog shuts the socket at the deadline, so trickled headers or bodies end as
+    stage `timeout`. A body is scanned for nesting depth and number of values before
+    `json.loads`, and a page may hold at most `MAX_PAGE_RECORDS` records.
 
 Security
     * Every TCP connection (first request, next-page URLs, redirects) is opened by

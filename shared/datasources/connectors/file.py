@@ -20,6 +20,10 @@ Decisions a user of this connector should know (the README repeats them):
   (`_SUCCESS`, `.crc`) are skipped.
 - `json` files hold a top-level array of objects or a sequence of objects; they are
   parsed element by element (one element may be at most 64 MiB), never whole.
+- Before any parser sees them, bytes pass the checks of `datasources.limits`: JSON
+  nesting depth (every jsonl line, every json element), values per json element,
+  gzip inflation (ratio and cap), Parquet column chunk size (from the footer), and the
+  deadline of the function the read runs in (stage `timeout`).
 - https: one object, no redirect to another host, at most 2 GiB streamed; a Parquet
   file over https is spooled to local disk first and may be at most 512 MiB. Plain
   http is accepted in local mode only.
