@@ -25,6 +25,7 @@ from datasources.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from datasources.limits import deadline_from
 from datasources.models.common import WORKSPACE_ID_PATTERN, fullmatches
 from datasources.observability import logger, metrics
 
@@ -145,7 +146,10 @@ def _handle(
             k: v for k, v in (event.get("queryStringParameters") or {}).items() if v is not None
         }
         value = _validate(query_adapter, params)
-    return route(ApiRequest(principal, workspace_id, value, path, context, request_id))
+    request = ApiRequest(principal, workspace_id, value, path, context, request_id)
+    # Upstream reads and parses started by the route end before the function does.
+    with deadline_from(request.remaining_ms()):
+        return route(request)
 
 
 def _json_body(raw: str) -> Any:

@@ -6,6 +6,11 @@ Requests
     wall-clock cap and a size cap, so a server that trickles bytes cannot hold a sync.
     Proxies and .netrc from the environment are ignored (`trust_env=False`): a proxy
     would bypass the SSRF guard and .netrc could add credentials nobody configured.
+    Every request also ends at the context's deadline (the function's remaining time
+    less a margin, `datasources.limits`): timeouts are cut to the time left and a
+    watchdog shuts the socket at the deadline, so trickled headers or bodies end as
+    stage `timeout`. A body is scanned for nesting depth and number of values before
+    `json.loads`, and a page may hold at most `MAX_PAGE_RECORDS` records.
 
 Security
     * Every TCP connection (first request, next-page URLs, redirects) is opened by
@@ -98,6 +103,7 @@ import logging
 import random
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -120,6 +126,14 @@ from datasources.connectors.base import (
     Table,
 )
 from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
+from datasources.limits import (
+    MAX_PAGE_RECORDS,
+    DeadlineExceeded,
+    LimitExceeded,
+    check_json,
+    seconds_left,
+    shut_at_deadline,
+)
 from datasources.models.common import MASK
 from datasources.models.connection import ApiConfig, ApiResource, reveal
 from datasources.netguard import resolve_host
@@ -223,10 +237,13 @@ class _Failure(Exception):
 
 
 class _GuardedBackend(httpcore.SyncBackend):
-    """Opens every TCP connection to the address the SSRF guard approved."""
+    """Opens every TCP connection to the address the SSRF guard approved, and ends it at
+    the context's deadline (per-read timeouts alone let a trickling server go on)."""
 
     def __init__(self, context: ConnectorContext) -> None:
         self._settings = context.settings
+        self._deadline = context.deadline
+        self._watchdogs: list[threading.Timer] = []
 
     def connect_tcp(
         self,
@@ -243,13 +260,26 @@ class _GuardedBackend(httpcore.SyncBackend):
             local_mode=self._settings.local_mode,
             allowed_cidrs=self._settings.allowed_cidrs,
         )
-        return super().connect_tcp(
+        if self._deadline is not None:
+            left = max(0.001, self._deadline - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        stream = super().connect_tcp(
             resolved.address,
             port,
             timeout=timeout,
             local_address=local_address,
             socket_options=socket_options,
         )
+        watchdog = shut_at_deadline(stream.get_extra_info("socket"), self._deadline)
+        if watchdog is not None:
+            self._watchdogs.append(watchdog)
+        return stream
+
+    def close(self) -> None:
+        """Stop the watchdogs of this backend's connections."""
+        for watchdog in self._watchdogs:
+            watchdog.cancel()
+        self._watchdogs.clear()
 
 
 class _GuardedTransport(httpx.HTTPTransport):
@@ -262,6 +292,7 @@ class _GuardedTransport(httpx.HTTPTransport):
     def __init__(self, context: ConnectorContext, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)
         self._pool.close()
+        self.backend = _GuardedBackend(context)
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
             max_connections=limits.max_connections,
@@ -269,8 +300,12 @@ class _GuardedTransport(httpx.HTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             http1=True,
             http2=False,
-            network_backend=_GuardedBackend(context),
+            network_backend=self.backend,
         )
+
+    def close(self) -> None:
+        super().close()
+        self.backend.close()
 
 
 @dataclass
@@ -389,6 +424,7 @@ class ApiConnector:
         # server can keep a read timeout from firing by trickling one byte at a time.
         self._body_seconds = max(4 * timeout, 30.0)
         limits = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=30)
+        self._deadline = context.deadline
         self._client = httpx.Client(
             transport=_GuardedTransport(context, limits),
             headers=headers,
@@ -727,6 +763,12 @@ class ApiConnector:
                 f"a JSON {_json_type(value)}, not a list of records",
                 stage="read",
             )
+        if len(value) > MAX_PAGE_RECORDS:
+            raise _Failure(
+                f"the response from {where} holds {len(value)} records, over "
+                f"{MAX_PAGE_RECORDS} (limit: records per page); use a smaller page size",
+                stage="read",
+            )
         return [item if isinstance(item, dict) else {"value": item} for item in value]
 
     # ------------------------------------------------------------ HTTP
@@ -759,6 +801,9 @@ class ApiConnector:
                 if retry_budget is None or not _retryable(response.status):
                     raise last
             delay, told = self._retry_delay(response, attempt)
+            if self._deadline is not None and time.monotonic() + delay >= self._deadline:
+                last.message += " (no time left in this request to retry)"
+                raise last
             if attempt + 1 >= MAX_ATTEMPTS or waited + delay > retry_budget:
                 if told and attempt + 1 < MAX_ATTEMPTS:
                     last.message += (
@@ -796,35 +841,18 @@ class ApiConnector:
                 )
             target = self._with_auth(current)
             started = time.perf_counter()
+            timeout = self._request_timeout(current)
             try:
-                with self._client.stream("GET", target) as raw:
+                with self._client.stream("GET", target, timeout=timeout) as raw:
                     body = self._read_body(raw, current)
                     status, headers, links = raw.status_code, raw.headers, raw.links
             except ConnectionFailed as exc:  # the SSRF guard or DNS, from _GuardedBackend
                 raise _Failure(exc.message, stage=exc.stage) from None
-            except httpx.TimeoutException:
-                raise _Failure(
-                    f"the API did not answer within {self._config.timeout_seconds:g} s "
-                    f"({self._safe_url(current)})",
-                    stage="timeout",
-                ) from None
-            except httpx.ConnectError as exc:
-                if _is_tls_error(exc):
-                    raise _Failure(
-                        f"TLS handshake with {current.host} failed: {_tls_reason(exc)}",
-                        stage="tls",
-                    ) from None
-                raise _Failure(
-                    f"could not connect to {current.host} port {_port(current)}: "
-                    "connection refused or unreachable",
-                    stage="tcp",
-                ) from None
             except httpx.HTTPError as exc:
-                raise _Failure(
-                    f"the connection to {current.host} failed during the request "
-                    f"({type(exc).__name__})",
-                    stage="transport",
-                ) from None
+                if self._deadline is None or time.monotonic() < self._deadline:
+                    raise self._transport_failure(exc, current) from None
+                # The watchdog ended the connection at the deadline, whatever broke.
+                raise self._deadline_failure(current) from None
             latency_ms = round((time.perf_counter() - started) * 1000, 1)
             logger.debug(
                 "api request",
@@ -837,6 +865,47 @@ class ApiConnector:
         raise _Failure(
             f"the API redirected more than {MAX_REDIRECTS} times ({self._safe_url(url)})",
             stage="http",
+        )
+
+    def _request_timeout(self, url: httpx.URL) -> httpx.Timeout:
+        """The configured timeouts, each cut to the time left before the deadline."""
+        try:
+            left = seconds_left(self._deadline, f"GET {self._safe_url(url)}")
+        except DeadlineExceeded:
+            raise self._deadline_failure(url) from None
+        if left is None:
+            return self._timeout
+        seconds = self._config.timeout_seconds
+        return httpx.Timeout(min(seconds, left), connect=min(seconds, 10.0, left))
+
+    def _deadline_failure(self, url: httpx.URL) -> _Failure:
+        return _Failure(
+            f"the API did not answer before this function's time ran out "
+            f"({self._safe_url(url)}; limit: the function's remaining time less a margin)",
+            stage="timeout",
+        )
+
+    def _transport_failure(self, exc: httpx.HTTPError, current: httpx.URL) -> _Failure:
+        if isinstance(exc, httpx.TimeoutException):
+            return _Failure(
+                f"the API did not answer within {self._config.timeout_seconds:g} s "
+                f"({self._safe_url(current)})",
+                stage="timeout",
+            )
+        if isinstance(exc, httpx.ConnectError):
+            if _is_tls_error(exc):
+                return _Failure(
+                    f"TLS handshake with {current.host} failed: {_tls_reason(exc)}",
+                    stage="tls",
+                )
+            return _Failure(
+                f"could not connect to {current.host} port {_port(current)}: "
+                "connection refused or unreachable",
+                stage="tcp",
+            )
+        return _Failure(
+            f"the connection to {current.host} failed during the request ({type(exc).__name__})",
+            stage="transport",
         )
 
     def _read_body(self, raw: httpx.Response, url: httpx.URL) -> bytes:
@@ -857,6 +926,8 @@ class ApiConnector:
                     f"{self._body_seconds:g} s to arrive",
                     stage="timeout",
                 )
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                raise self._deadline_failure(url)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -913,6 +984,11 @@ class ApiConnector:
                 f"content-type '{content_type}') at {where}: check base_url and path",
                 stage="read",
             )
+        try:
+            # Before Python builds anything: bounded nesting and number of values.
+            check_json(response.body, f"the response from {where}")
+        except LimitExceeded as exc:
+            raise _Failure(str(exc), stage="read") from None
         try:
             return json.loads(response.body)
         except ValueError:
@@ -1173,9 +1249,11 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 def _upstream_hint(body: bytes) -> str | None:
     """A short message from a JSON error body (`error`, `message`, `detail`), if any."""
+    head = body[:65536]
     try:
-        parsed = json.loads(body[:65536])
-    except ValueError:
+        check_json(head, "the error body")  # a hint is not worth a deep parse
+        parsed = json.loads(head)
+    except ValueError:  # LimitExceeded too
         return None
     if isinstance(parsed, dict):
         for key in ("message", "error_description", "error", "detail", "title"):

@@ -134,6 +134,9 @@ class ConnectorContext:
     # What a file source may read back from the service's own landing bucket, resolved
     # by the services layer from the reader's reach. None: nothing there is readable.
     lake: LakeAllowance | None = None
+    # When every upstream read and parse must have ended (a time.monotonic() value):
+    # the function's remaining time less a margin (datasources.limits). None: no limit.
+    deadline: float | None = None
 
 
 @runtime_checkable

@@ -20,6 +20,10 @@ Decisions a user of this connector should know (the README repeats them):
   (`_SUCCESS`, `.crc`) are skipped.
 - `json` files hold a top-level array of objects or a sequence of objects; they are
   parsed element by element (one element may be at most 64 MiB), never whole.
+- Before any parser sees them, bytes pass the checks of `datasources.limits`: JSON
+  nesting depth (every jsonl line, every json element), values per json element,
+  gzip inflation (ratio and cap), Parquet column chunk size (from the footer), and the
+  deadline of the function the read runs in (stage `timeout`).
 - https: one object, no redirect to another host, at most 2 GiB streamed; a Parquet
   file over https is spooled to local disk first and may be at most 512 MiB. Plain
   http is accepted in local mode only.
@@ -41,6 +45,7 @@ import re
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,6 +73,17 @@ from datasources.connectors.base import (
 )
 from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
 from datasources.lake import confine, is_landing_bucket, s3_key
+from datasources.limits import (
+    MAX_JSON_VALUES,
+    MAX_PARQUET_CHUNK_BYTES,
+    DeadlineExceeded,
+    InflateGuard,
+    LimitExceeded,
+    check_json,
+    depth_error,
+    seconds_left,
+    shut_at_deadline,
+)
 from datasources.models.connection import FileConfig, reveal
 from datasources.netguard import resolve_host
 
@@ -90,6 +106,10 @@ _STREAM_BUFFER_BYTES = 1 << 20
 _RANGE_CHUNK_BYTES = 8 << 20  # Parquet range reads fetch at least this much per request
 JSON_MAX_ELEMENT_BYTES = 64 << 20
 _JSON_CHUNK_ROWS = 5_000
+# A .json element still incomplete past this many characters has its values counted
+# (limits.MAX_JSON_VALUES) before Python's parser builds it.
+_JSON_COUNT_AFTER_CHARS = 1 << 20
+_JSON_WHITESPACE = re.compile("[ \t\r\n\ufeff]*")
 HTTP_MAX_BYTES = 2 << 30
 HTTP_PARQUET_MAX_BYTES = 512 << 20
 _HTTP_TIMEOUT_SECONDS = 30.0
@@ -334,6 +354,8 @@ class FileConnector:
                 if table.num_rows:
                     yield _conform(table, schema.target, ref.key, rows_seen)
                     rows_seen += table.num_rows
+        except DeadlineExceeded as exc:
+            raise _timeout(exc) from None
         except (pa.ArrowException, ValueError, OSError, EOFError, BotoCoreError) as exc:
             raise SourceReadError(
                 f"could not read '{ref.key}' as {fmt} (after row {rows_seen}): "
@@ -453,6 +475,7 @@ class FileConnector:
                 position += rows
             if not groups:
                 return
+            _check_column_chunks(parquet.metadata, ref.key, groups)
             for batch in parquet.iter_batches(
                 batch_size=65_536, row_groups=groups, use_threads=False
             ):
@@ -497,6 +520,8 @@ class FileConnector:
                         source = pa.PythonFile(_PrefixedReader(head, stream), mode="r")
                         reader = self._csv_reader(source, ref, None, SAMPLE_BYTES)
                         inferred = _csv_schema(reader.schema)
+        except DeadlineExceeded as exc:
+            raise _timeout(exc) from None
         except (pa.ArrowException, ValueError, OSError, EOFError, BotoCoreError) as exc:
             raise SourceReadError(
                 f"could not read '{ref.key}' as {fmt}: {_short(_describe(exc))}"
@@ -515,6 +540,7 @@ class FileConnector:
                 parquet = pq.ParquetFile(source)
                 native = parquet.schema_arrow
                 first_rows = parquet.metadata.num_rows
+                _check_column_chunks(parquet.metadata, first.key, range(parquet.num_row_groups))
             non_empty = [f for f in files if f.size != 0]
             if len(non_empty) > _PARQUET_COUNT_MAX_FILES:
                 estimate = None
@@ -525,6 +551,8 @@ class FileConnector:
                         continue
                     with self._open_random(ref) as source:
                         estimate += pq.ParquetFile(source).metadata.num_rows
+        except DeadlineExceeded as exc:
+            raise _timeout(exc) from None
         except (pa.ArrowException, ValueError, OSError, EOFError, BotoCoreError) as exc:
             raise SourceReadError(
                 f"could not read '{first.key}' as parquet: {_short(_describe(exc))}"
@@ -694,13 +722,28 @@ class FileConnector:
                 body = self._client().get_object(**kwargs)["Body"]
             except ClientError as exc:
                 raise _s3_error(exc, self._location.bucket, ref.key) from None
-            raw: io.RawIOBase = _BodyReader(body.read, body.close)
+            read: Callable[[int], bytes] = body.read
+            close: Callable[[], None] = body.close
         else:
             response, connection = self._http_get(self._config.plain_url)
-            raw = _BodyReader(_capped(response.read, HTTP_MAX_BYTES), connection.close)
+            read = self._upstream_read(_capped(response.read, HTTP_MAX_BYTES))
+            close = connection.release
+        inflate = InflateGuard(ref.key) if self._compression(ref) == "gzip" else None
+        if inflate is not None:
+            read = inflate.counting(read)
+        raw = _BodyReader(read, close)
         stream = pa.PythonFile(io.BufferedReader(raw, _STREAM_BUFFER_BYTES), mode="r")
-        if self._compression(ref) == "gzip":
+        if inflate is not None:
             stream = pa.CompressedInputStream(stream, "gzip")
+        # Every format passes the checks on its way to the parser (limits.py).
+        checked = _CheckedStream(
+            stream,
+            ref.key,
+            deadline=self._context.deadline,
+            inflate=inflate,
+            json_lines=self._format() == "jsonl",
+        )
+        stream = pa.PythonFile(checked, mode="r")
         encoding = self._config.csv.encoding
         if self._format() in ("csv", "tsv") and codecs.lookup(encoding).name != "utf-8":
             # pyarrow parses UTF-8 only; transcode other encodings on the way in.
@@ -727,16 +770,35 @@ class FileConnector:
         response, connection = self._http_get(self._config.plain_url)
         spool = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the returned PythonFile
         try:
-            read = _capped(response.read, HTTP_PARQUET_MAX_BYTES)
+            read = self._upstream_read(_capped(response.read, HTTP_PARQUET_MAX_BYTES))
             while chunk := read(_STREAM_BUFFER_BYTES):
                 spool.write(chunk)
         except BaseException:
             spool.close()
             raise
         finally:
-            connection.close()
+            connection.release()
         spool.seek(0)
         return pa.PythonFile(spool, mode="r")
+
+    def _upstream_read(self, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+        """`read` of an https body, ended by the deadline: a read the watchdog cut short
+        (an error or a premature end) is reported as the timeout it is."""
+        deadline = self._context.deadline
+        what = f"reading {_display_name(self._location)}"
+
+        def upstream_read(size: int) -> bytes:
+            try:
+                data = read(size)
+            except (OSError, http.client.HTTPException) as exc:
+                seconds_left(deadline, what)
+                raise OSError(
+                    f"the connection broke during the body ({type(exc).__name__})"
+                ) from None
+            seconds_left(deadline, what)
+            return data
+
+        return upstream_read
 
     def _http_ref(self) -> _FileRef:
         response, connection = self._http_get(self._config.plain_url)
@@ -751,9 +813,9 @@ class FileConnector:
                 )
             return _FileRef(key=self._location.key, size=size, etag=response.getheader("ETag"))
         finally:
-            connection.close()
+            connection.release()
 
-    def _http_get(self, url: str) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+    def _http_get(self, url: str) -> tuple[http.client.HTTPResponse, _PinnedHTTPConnection]:
         """GET one URL over a connection to the address the SSRF guard approved."""
         current = url
         first_host = urlsplit(url).hostname
@@ -771,11 +833,17 @@ class FileConnector:
                 local_mode=self._settings.local_mode,
                 allowed_cidrs=self._settings.allowed_cidrs,
             )
-            connection: http.client.HTTPConnection
+            deadline = self._context.deadline
+            try:
+                left = seconds_left(deadline, f"GET {host}")
+            except DeadlineExceeded as exc:
+                raise _timeout(exc) from None
+            timeout = min(_HTTP_TIMEOUT_SECONDS, left or _HTTP_TIMEOUT_SECONDS)
+            connection: _PinnedHTTPConnection
             if parts.scheme == "https":
-                connection = _PinnedHTTPSConnection(host, resolved.address, port)
+                connection = _PinnedHTTPSConnection(host, resolved.address, port, timeout, deadline)
             else:
-                connection = _PinnedHTTPConnection(host, resolved.address, port)
+                connection = _PinnedHTTPConnection(host, resolved.address, port, timeout, deadline)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             where = f"{host}{parts.path or '/'}"  # never the query: it may hold a signature
             try:
@@ -786,20 +854,26 @@ class FileConnector:
                 )
                 response = connection.getresponse()
             except ssl.SSLError:
-                connection.close()
+                connection.release()
                 raise ConnectionFailed(
                     f"TLS handshake with {host} failed (certificate not valid for this host?)",
                     stage="tls",
                 ) from None
             except TimeoutError:
-                connection.close()
+                connection.release()
                 raise ConnectionFailed(f"{host} did not answer in time", stage="timeout") from None
-            except OSError:
-                connection.close()
+            except (OSError, http.client.HTTPException):
+                connection.release()
+                if deadline is not None and time.monotonic() >= deadline:
+                    # The watchdog ended a connection that was still sending its headers.
+                    raise ConnectionFailed(
+                        f"{host} did not answer before this function's time ran out",
+                        stage="timeout",
+                    ) from None
                 raise ConnectionFailed(f"could not connect to {host}:{port}", stage="tcp") from None
             if response.status in (301, 302, 303, 307, 308):
                 location = response.getheader("Location") or ""
-                connection.close()
+                connection.release()
                 following = urljoin(current, location)
                 follow_parts = urlsplit(following)
                 if follow_parts.hostname != first_host or follow_parts.scheme not in (
@@ -813,7 +887,7 @@ class FileConnector:
                 current = following
                 continue
             if response.status != 200:
-                connection.close()
+                connection.release()
                 stage = "permission" if response.status in (401, 403) else "http"
                 raise ConnectionFailed(f"GET {where} answered HTTP {response.status}", stage=stage)
             return response, connection
@@ -913,6 +987,7 @@ def _infer_json(sample: bytes) -> tuple[pa.Schema, pa.Schema] | None:
     """
     if not sample.strip():
         return None
+    check_json(sample, "a JSON record", max_values=None)  # before pyarrow's recursive parser
     options = pajson.ReadOptions(use_threads=False, block_size=len(sample) + 1)
     table = pajson.read_json(pa.BufferReader(sample), read_options=options)
     as_text = pa.schema(
@@ -1068,8 +1143,8 @@ def _iter_json_elements(stream: pa.NativeFile) -> Iterator[bytes]:
     def next_char() -> str:
         nonlocal pos
         while True:
-            while pos < len(buffer) and buffer[pos] in " \t\r\n\ufeff":
-                pos += 1
+            # A regex, not a loop per character: 256 MiB of whitespace took 22 s before.
+            pos = _JSON_WHITESPACE.match(buffer, pos).end()  # type: ignore[union-attr]
             if pos < len(buffer) or eof:
                 return buffer[pos] if pos < len(buffer) else ""
             fill()
@@ -1103,6 +1178,8 @@ def _iter_json_elements(stream: pa.NativeFile) -> Iterator[bytes]:
             try:
                 value, end = parser.raw_decode(buffer, pos)
                 break
+            except RecursionError:
+                raise depth_error(f"element {count}") from None
             except json.JSONDecodeError as exc:
                 if eof:
                     raise ValueError(f"malformed JSON in element {count}: {exc.msg}") from None
@@ -1112,6 +1189,12 @@ def _iter_json_elements(stream: pa.NativeFile) -> Iterator[bytes]:
                         f"{JSON_MAX_ELEMENT_BYTES} bytes"
                     ) from None
                 fill(len(buffer) - pos)  # grow geometrically so a big element parses in O(n)
+                if len(buffer) - pos > _JSON_COUNT_AFTER_CHARS:
+                    # The element runs on: bound what Python would build from it. The
+                    # count may include elements after it, so it errs on refusing.
+                    check_json(
+                        buffer[pos:].encode(), f"element {count}", max_values=MAX_JSON_VALUES
+                    )
         pos = end
         count += 1
         yield json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
@@ -1130,6 +1213,7 @@ def _json_sample(stream: pa.NativeFile) -> bytes:
 
 def _json_lines_table(lines: list[bytes], read_schema: pa.Schema | None) -> pa.Table:
     data = b"\n".join(lines)
+    check_json(data, "a JSON element", max_values=None)  # before pyarrow's recursive parser
     return pajson.read_json(
         pa.BufferReader(data),
         read_options=pajson.ReadOptions(use_threads=False, block_size=len(data) + 1),
@@ -1177,6 +1261,66 @@ class _BodyReader(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self._on_close()
+        super().close()
+
+
+class _CheckedStream(io.RawIOBase):
+    """The (decompressed) bytes of one file on their way to a parser, checked against
+    limits.py: the deadline, the inflated size of gzip input, and for JSON Lines the
+    nesting depth of every line before pyarrow's recursive parser sees it."""
+
+    def __init__(
+        self,
+        source: pa.NativeFile,
+        name: str,
+        *,
+        deadline: float | None,
+        inflate: InflateGuard | None,
+        json_lines: bool,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._name = name
+        self._deadline = deadline
+        self._inflate = inflate
+        self._json_lines = json_lines
+        self._tail = b""  # the start of a line whose end has not been read yet
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        seconds_left(self._deadline, f"reading '{self._name}'")
+        data = self._source.read(len(buffer))
+        if self._inflate is not None:
+            self._inflate.add(len(data))
+        if self._json_lines:
+            self._check_lines(data)
+        size = len(data)
+        buffer[:size] = data
+        return size
+
+    def _check_lines(self, data: bytes) -> None:
+        # pyarrow parses a line only once its end (a newline or the end of the file) has
+        # been read, so checking whole lines as they complete is checking in time.
+        what = f"a line of '{self._name}'"
+        if not data:
+            if self._tail:
+                check_json(self._tail, what, max_values=None)
+                self._tail = b""
+            return
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._tail += data
+            if len(self._tail) > _SAMPLE_MAX_LINE_BYTES:
+                raise LimitExceeded(f"{what} is longer than {_SAMPLE_MAX_LINE_BYTES} bytes")
+            return
+        check_json(self._tail + data[: cut + 1], what, max_values=None)
+        self._tail = data[cut + 1 :]
+
+    def close(self) -> None:
+        if not self.closed:
+            self._source.close()
         super().close()
 
 
@@ -1281,27 +1425,47 @@ def _capped(read: Callable[[int], bytes], limit: int) -> Callable[[int], bytes]:
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to the address the SSRF guard approved, not to a fresh resolution."""
+    """Connects to the address the SSRF guard approved, not to a fresh resolution, and
+    ends the connection at the deadline however slowly the upstream sends."""
 
-    def __init__(self, host: str, address: str, port: int) -> None:
-        super().__init__(host, port, timeout=_HTTP_TIMEOUT_SECONDS)
+    def __init__(
+        self, host: str, address: str, port: int, timeout: float, deadline: float | None
+    ) -> None:
+        super().__init__(host, port, timeout=timeout)
         self._address = address
+        self._deadline = deadline
+        self._watchdog: threading.Timer | None = None
+
+    def _open(self) -> socket.socket:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self._watchdog = shut_at_deadline(sock, self._deadline)
+        return sock
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._open()
+
+    def release(self) -> None:
+        """Close, and stop the watchdog. Not `close()`: http.client closes a connection
+        whose response says `Connection: close` before its body has been read."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self.close()
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, http.client.HTTPSConnection):
     """TLS to the approved address, with the certificate verified for the URL's host."""
 
-    def __init__(self, host: str, address: str, port: int) -> None:
+    def __init__(
+        self, host: str, address: str, port: int, timeout: float, deadline: float | None
+    ) -> None:
         self._tls = ssl.create_default_context()
-        super().__init__(host, port, timeout=_HTTP_TIMEOUT_SECONDS, context=self._tls)
+        http.client.HTTPSConnection.__init__(self, host, port, timeout=timeout, context=self._tls)
         self._address = address
+        self._deadline = deadline
+        self._watchdog = None
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._tls.wrap_socket(self._open(), server_hostname=self.host)
 
 
 # ---------------------------------------------------------------------- names and errors
@@ -1413,6 +1577,27 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(char))
         i += 1
     return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _check_column_chunks(metadata: Any, key: str, groups: Any) -> None:
+    """Refuse row groups with a column chunk larger than MAX_PARQUET_CHUNK_BYTES
+    uncompressed, from the footer, before any of their pages is read: a few KiB of
+    zstd can hold a value of hundreds of MiB."""
+    for index in groups:
+        group = metadata.row_group(index)
+        for column in range(group.num_columns):
+            chunk = group.column(column)
+            if chunk.total_uncompressed_size > MAX_PARQUET_CHUNK_BYTES:
+                raise LimitExceeded(
+                    f"'{key}' row group {index}, column '{chunk.path_in_schema}' is "
+                    f"{chunk.total_uncompressed_size} bytes uncompressed, over "
+                    f"{MAX_PARQUET_CHUNK_BYTES} (limit: Parquet column chunk size); "
+                    "write the file with smaller row groups"
+                )
+
+
+def _timeout(exc: DeadlineExceeded) -> ConnectionFailed:
+    return ConnectionFailed(str(exc), stage="timeout")
 
 
 def _error_code(exc: ClientError) -> str:

@@ -37,12 +37,14 @@ def connector_context(reader: Reader, config: ConfigModel) -> ConnectorContext:
     from datasources import aws
     from datasources.config import get_settings
     from datasources.connectors.base import ConnectorContext
+    from datasources.limits import current_deadline
     from datasources.services.lake_access import lake_allowance
 
     return ConnectorContext(
         settings=get_settings(),
         s3_client_factory=aws.s3_client_factory,
         lake=lake_allowance(reader, config),
+        deadline=current_deadline(),
     )
 
 

@@ -26,6 +26,7 @@ from datasources.dal.jobs import TERMINAL, JobRecord, StreamStateRecord, UnitRec
 from datasources.dal.keys import Tenant
 from datasources.dal.sources import SourceRecord
 from datasources.errors import DataSourcesError, SourceNotFound, ValidationFailed
+from datasources.limits import deadline_from
 from datasources.models.requests import SyncOptions, SyncRequest
 from datasources.services.common import choose_cursor, new_id, now_iso, open_source, tenant_for
 from datasources.sync.readahead import ReadAhead
@@ -484,7 +485,8 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
     deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - settings.worker_reserve_seconds)
     connectors = _Connectors(tenant, {source.id: source})
     try:
-        outcome = _run_unit(tenant, job, unit, connectors.get(source.id), deadline)
+        with deadline_from(remaining_ms()):  # upstream reads end before the function does
+            outcome = _run_unit(tenant, job, unit, connectors.get(source.id), deadline)
     except Exception as exc:
         error = _describe(exc)
         if receive_count >= settings.max_receives:
