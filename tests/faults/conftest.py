@@ -7,33 +7,19 @@ not. Serialising moto's writes keeps what these tests see the engine's behaviour
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.conftest import Stack
 from tests.faults.hook import Faults
 
-_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
-
 
 @pytest.fixture
 def serial_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto.dynamodb.models import DynamoDBBackend
+    from local.moto_guard import serialise_dynamodb_writes
 
-    lock = threading.RLock()
-    for name in _WRITES:
-        original = getattr(DynamoDBBackend, name)
-
-        @functools.wraps(original)
-        def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
+    serialise_dynamodb_writes(monkeypatch.setattr)
 
 
 @pytest.fixture
