@@ -288,3 +288,30 @@ def test_resets_and_lost_replies_at_a_rate_land_every_row_once(
     else:
         assert_clean_end(stack, job_id)
     assert parts_under(stack, job_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rate", [0.01, 0.05])
+def test_a_million_row_chained_sync_under_faults_lands_every_row_once_or_fails_clean(
+    stack: Stack, faulty: Faults, rate: float
+) -> None:
+    rows = 1_000_000
+    _, job_id = start_chained(stack, f"million{int(rate * 100)}", rows, 10_000)
+    faulty.reset_rate = rate
+    faulty.lost_reply_rate = rate
+    started = time.monotonic()
+    # Short invocations (3 s, 1 s reserve): the sync is chained through many messages.
+    for _ in range(50):
+        if not stack.drain(remaining_ms=3000):
+            break
+    assert faulty.injected > 0
+    job = job_status(stack, job_id)
+    assert job["status"] != "running", "left running"
+    if job["status"] == "completed":
+        assert_exactly_once(stack, job_id, list(range(1, rows + 1)))
+    else:
+        assert_clean_end(stack, job_id)
+    print(
+        f"rate {rate}: {job['status']} in {time.monotonic() - started:.0f} s, "
+        f"{faulty.injected} faults injected"
+    )
