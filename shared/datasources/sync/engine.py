@@ -407,6 +407,9 @@ def _write_manifest(
     settings = get_settings()
     s3 = aws.client("s3")
     files = [{"key": key, "bytes": size} for key, size, counted in _parts_of(unit) if counted]
+    if len(files) != unit.seq:
+        # Never complete a unit whose manifest would leave out rows it counted.
+        raise StorageError(f"{unit.seq - len(files)} counted part(s) missing from the bucket")
     before = {c["name"] for c in (previous.columns if previous else [])}
     now_cols = {c["name"] for c in unit.columns}
     manifest = {
