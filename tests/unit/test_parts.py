@@ -211,3 +211,11 @@ def test_an_s3_failure_is_raised_in_the_caller_and_nothing_after_it_is_committed
     assert [seq for seq, _ in dal.committed] == [0, 1]
     # Nothing stored after the failure is left behind uncounted.
     assert sorted(s3.objects) == [f"p/part-{seq:05d}.parquet" for seq in range(2)]
+
+
+def test_a_checkpoint_names_the_attempt_of_each_counted_part() -> None:
+    work = UnitRecord(
+        unit_id="u", job_id="j", source_id="s", stream="t", seq=5, segments=[[2, "a"], [4, "b"]]
+    )
+    # Parts 0-1 predate recorded attempts (keys without one); 2-3 are a's, 4 is b's.
+    assert [work.attempt_of(seq) for seq in range(6)] == ["", "", "a", "a", "b", None]

@@ -86,7 +86,8 @@ class UnitRecord(BaseModel):
         """The attempt whose part `seq` was counted (None if `seq` is not committed)."""
         if seq >= self.seq:
             return None
-        owner = None
+        # Parts counted before attempts were recorded have keys without one ("").
+        owner = ""
         for first, attempt in self.segments:
             if int(first) <= seq:
                 owner = str(attempt)

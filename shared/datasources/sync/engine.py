@@ -482,13 +482,15 @@ def end_job(tenant: Tenant, job_id: str, *, status: str, error: str | None) -> b
         return False
     finished = now_iso()
     ended = jobs_dal.finish_job(tenant, job, status=status, finished_at=finished, error=error)
+    final = status if ended else (jobs_dal.get_job(tenant, job_id) or job).status
     for unit in jobs_dal.get_units(tenant, job_id):
         if unit.status not in TERMINAL:
+            # Open units end as their job did (a job cancelled meanwhile stays cancelled).
             jobs_dal.end_unit(
                 tenant,
                 unit,
-                status="failed" if status == "failed" else "cancelled",
-                error=error,
+                status="cancelled" if final == "cancelled" else "failed",
+                error=error if ended else None,
                 finished_at=finished,
             )
         sweep_unit(tenant, unit)
@@ -616,6 +618,7 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
     source = sources_dal.get_source(tenant, unit.source_id)
     if source is None:
         jobs_dal.end_unit(tenant, unit, status="cancelled", error=None, finished_at=now_iso())
+        sweep_unit(tenant, unit)
         _finish_job_if_done(tenant, job.job_id)
         return
     deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - settings.worker_reserve_seconds)
