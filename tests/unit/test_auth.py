@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -61,20 +62,22 @@ def test_header_name_is_case_insensitive() -> None:
 @pytest.mark.parametrize(
     ("token_claims", "message"),
     [
-        (claims(exp=int(time.time()) - 120), "expired"),
-        (claims(nbf=int(time.time()) + 600), "not valid yet"),
-        (claims(exp=None), "'exp'"),
-        (claims(sub=None), "'sub'"),
-        (claims(organization=None), "organization"),
-        (claims(organization="acme#WS#other"), "organization"),
-        (claims(role="owner"), "role"),
+        (lambda: claims(exp=int(time.time()) - 120), "expired"),
+        (lambda: claims(nbf=int(time.time()) + 600), "not valid yet"),
+        (lambda: claims(exp=None), "'exp'"),
+        (lambda: claims(sub=None), "'sub'"),
+        (lambda: claims(organization=None), "organization"),
+        (lambda: claims(organization="acme#WS#other"), "organization"),
+        (lambda: claims(role="owner"), "role"),
     ],
 )
 def test_given_bad_claims_when_authenticated_then_401(
-    token_claims: dict[str, object], message: str
+    token_claims: Callable[[], dict[str, object]], message: str
 ) -> None:
+    # Claims are built when the test runs: times taken at collection would drift into
+    # (or out of) their window in a long suite.
     with pytest.raises(Unauthorized) as caught:
-        auth.authenticate(bearer(jwt.encode(token_claims, SECRET, algorithm="HS256")))
+        auth.authenticate(bearer(jwt.encode(token_claims(), SECRET, algorithm="HS256")))
     assert message in caught.value.message
 
 
@@ -230,17 +233,17 @@ def test_tokens_that_are_not_three_base64url_parts_of_json_objects_are_malformed
 @pytest.mark.parametrize(
     ("token_claims", "message"),
     [
-        (claims(exp="tomorrow"), "'exp' must be a number"),
-        (claims(exp=True), "'exp' must be a number"),
-        (claims(nbf="soon"), "'nbf' must be a number"),
-        (claims(aud="someone-else"), "audience"),
+        (lambda: claims(exp="tomorrow"), "'exp' must be a number"),
+        (lambda: claims(exp=True), "'exp' must be a number"),
+        (lambda: claims(nbf="soon"), "'nbf' must be a number"),
+        (lambda: claims(aud="someone-else"), "audience"),
     ],
 )
 def test_malformed_time_claims_and_unexpected_audiences_are_refused(
-    token_claims: dict[str, object], message: str
+    token_claims: Callable[[], dict[str, object]], message: str
 ) -> None:
     with pytest.raises(Unauthorized, match=message):
-        auth.authenticate(bearer(jwt.encode(token_claims, SECRET, algorithm="HS256")))
+        auth.authenticate(bearer(jwt.encode(token_claims(), SECRET, algorithm="HS256")))
 
 
 def test_critical_header_extensions_are_refused() -> None:
