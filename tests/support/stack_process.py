@@ -88,8 +88,8 @@ def _wait_until_ready(process: subprocess.Popen[bytes], root_url: str, log_path:
         try:
             if requests.get(f"{root_url}/_local/health", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or too busy to answer in 2 s (a loaded machine)
         time.sleep(0.3)
     raise RuntimeError(
         f"local stack not ready in {STARTUP_TIMEOUT_SECONDS} s:\n{log_path.read_text()[-4000:]}"
