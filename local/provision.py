@@ -16,6 +16,7 @@ import re
 import secrets
 import string
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -804,6 +805,9 @@ def function_environment(
     return env
 
 
+_LOAD_LOCK = threading.RLock()
+
+
 def load_handler(
     code_uri: str, handler: str = "app.handler", *, root: str | Path | None = None
 ) -> Handler:
@@ -820,19 +824,21 @@ def load_handler(
     module_file, _, function_name = handler.rpartition(".")
     path = base / code_uri / f"{module_file.replace('.', '/')}.py"
     module_name = "_".join([*Path(code_uri).parts, *module_file.split(".")])
-    module = sys.modules.get(module_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None or not path.exists():
-            raise FileNotFoundError(f"no handler module at {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            # A failed cold start must not leave a half-imported module behind.
-            del sys.modules[module_name]
-            raise
+    # One import at a time: a second thread must not see the module half-initialised.
+    with _LOAD_LOCK:
+        module = sys.modules.get(module_name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            if spec is None or spec.loader is None or not path.exists():
+                raise FileNotFoundError(f"no handler module at {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                # A failed cold start must not leave a half-imported module behind.
+                del sys.modules[module_name]
+                raise
     function = getattr(module, function_name)
     if not callable(function):
         raise TypeError(f"{path}:{function_name} is not callable")

@@ -33,6 +33,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from local.gateway import LocalGateway
+from local.moto_guard import serialise_dynamodb_writes
 from local.provision import (
     DEFAULT_STACK_NAME,
     DEV_JWT_SECRET,
@@ -49,7 +50,7 @@ from local.provision import (
     sqs_functions,
 )
 from local.tokens import local_jwt_secret, mint_token
-from local.worker_loop import WorkerLoop
+from local.worker_loop import WorkerLoop, schedules
 
 HOST = "127.0.0.1"
 DEMO_WORKSPACE = "ws_demo"
@@ -103,6 +104,7 @@ def start(
     _ensure_free(port, "API gateway", "PORT")
     # moto's server logs every request through werkzeug; the gateway logs what matters.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    serialise_dynamodb_writes()
     moto = ThreadedMotoServer(ip_address=HOST, port=aws_port, verbose=False)
     moto.start()
     endpoint = f"http://{HOST}:{aws_port}"
@@ -117,6 +119,9 @@ def start(
             parameters=parameters,
         )
         os.environ.update(_shared_environment(template, resources, jwt_secret))
+        # Functions only (the stack itself keeps `endpoint`): e.g. a fault-injecting proxy.
+        if os.environ.get("LOCAL_FUNCTIONS_AWS_ENDPOINT_URL"):
+            os.environ["AWS_ENDPOINT_URL"] = os.environ["LOCAL_FUNCTIONS_AWS_ENDPOINT_URL"]
         _seed_samples(resources, endpoint)
         stage = str(Resolver(template, parameters=parameters or {}).ref("StageName"))
         gateway = LocalGateway(
@@ -127,8 +132,10 @@ def start(
                 f"[stack] handler not loaded yet (retried per request): {failure}", file=sys.stderr
             )
         gateway.start()
-        worker = WorkerLoop(sqs_functions(template), resources)
-        worker.start()
+        worker = WorkerLoop(sqs_functions(template), resources, scheduled=schedules(template))
+        # LOCAL_WORKER=off leaves the queues to a test that drives the worker itself.
+        if os.environ.get("LOCAL_WORKER", "on").lower() not in {"off", "0", "false"}:
+            worker.start()
     except BaseException:
         moto.stop()
         raise

@@ -10,11 +10,13 @@ redelivery; moto applies the queue's RedrivePolicy, so a message received more t
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -29,11 +31,48 @@ from local.provision import (
     load_handler,
 )
 
-# Locally a failed message becomes visible again after this many seconds. The
-# template's visibility timeout (5400 s = 6x the worker's timeout) protects a
-# deployed worker from a second delivery while the first may still run; here it
-# would only hold a retry back for 90 minutes, so the loop shortens it per message.
-LOCAL_RETRY_DELAY_SECONDS = 2
+# By default a failed message is retried when the deployed one would be: after the
+# backoff the worker sets itself (RETRY_DELAY_SECONDS, doubled per attempt), so an
+# outage the deployed stack survives is survived here too. LOCAL_RETRY_DELAY_SECONDS
+# forces one delay instead (the template's 5400 s visibility would otherwise apply to
+# a handler that raises before setting its backoff).
+LOCAL_RETRY_DELAY_SECONDS: int | None = (
+    int(os.environ["LOCAL_RETRY_DELAY_SECONDS"])
+    if os.environ.get("LOCAL_RETRY_DELAY_SECONDS")
+    else None
+)
+
+
+@dataclass
+class Schedule:
+    """A function the template runs on an EventBridge schedule (`rate(...)`)."""
+
+    logical_id: str
+    code_uri: str
+    handler: str
+    every_seconds: float
+
+
+def schedules(template: Mapping[str, Any]) -> list[Schedule]:
+    """The template's scheduled functions (for the local stand-in of EventBridge)."""
+    units = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
+    found: list[Schedule] = []
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        props = resource.get("Properties") or {}
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") != "Schedule":
+                continue
+            rate = str(event["Properties"]["Schedule"])
+            amount, unit = rate.removeprefix("rate(").removesuffix(")").split()
+            found.append(
+                Schedule(
+                    logical_id,
+                    str(props.get("CodeUri", "")).rstrip("/"),
+                    str(props.get("Handler") or "app.handler"),
+                    float(amount) * units[unit],
+                )
+            )
+    return found
 
 
 class WorkerLoop:
@@ -47,8 +86,9 @@ class WorkerLoop:
         sqs_client: Any = None,
         loader: Callable[[str, str], Handler] = load_handler,
         wait_seconds: int = 1,
-        retry_delay_seconds: int = LOCAL_RETRY_DELAY_SECONDS,
+        retry_delay_seconds: int | None = LOCAL_RETRY_DELAY_SECONDS,
         log: Callable[[str], None] | None = None,
+        scheduled: list[Schedule] | None = None,
     ) -> None:
         self.triggers = triggers
         self.resources = resources
@@ -62,6 +102,7 @@ class WorkerLoop:
         self.loader = loader
         self.wait_seconds = wait_seconds
         self.retry_delay_seconds = retry_delay_seconds
+        self.scheduled = scheduled or []
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.succeeded = 0
         self.failed = 0
@@ -77,6 +118,27 @@ class WorkerLoop:
             )
             thread.start()
             self._threads.append(thread)
+        for schedule in self.scheduled:
+            thread = threading.Thread(
+                target=self._tick,
+                args=(schedule,),
+                name=f"schedule-{schedule.logical_id}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _tick(self, schedule: Schedule) -> None:
+        """Invoke a scheduled function every `every_seconds`, like an EventBridge rule."""
+        while not self._stop.wait(schedule.every_seconds):
+            try:
+                handler = self.loader(schedule.code_uri, schedule.handler)
+                event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+                handler(
+                    event, lambda_context(self.resources.stack_name, schedule.logical_id, 300, 512)
+                )
+            except Exception:  # noqa: BLE001 - the next tick tries again
+                self.log(f"[worker] {schedule.logical_id} raised:\n{traceback.format_exc()}")
 
     def stop(self) -> None:
         self._stop.set()
@@ -128,11 +190,12 @@ class WorkerLoop:
         for message in messages:
             if message["MessageId"] in failed_ids:
                 self.failed += 1
-                self.sqs.change_message_visibility(
-                    QueueUrl=queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=self.retry_delay_seconds,
-                )
+                if self.retry_delay_seconds is not None:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=self.retry_delay_seconds,
+                    )
             else:
                 self.succeeded += 1
                 self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

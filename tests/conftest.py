@@ -236,8 +236,11 @@ def stack(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> Iterator[St
     from datasources import aws
     from datasources.config import get_settings
     from local import provision
+    from local.moto_guard import serialise_dynamodb_writes
 
     template_path = str(ROOT / "template.yaml")
+    # Concurrent writers (threads, racing syncs) meet in moto: see local/moto_guard.py.
+    serialise_dynamodb_writes(monkeypatch.setattr)
     with mock_aws():
         template = provision.load_template(template_path)
         resources = provision.provision(template_path=template_path)

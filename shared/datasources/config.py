@@ -14,6 +14,8 @@ class Settings(BaseModel):
     table_name: str = "datasources"
     bucket_name: str = "datasources-landing"
     queue_url: str = ""
+    # Where the worker puts a continuation it gives up on (the sync queue's DLQ).
+    dead_letter_queue_url: str = ""
     secret_prefix: str = "datasources"  # noqa: S105 - a name prefix, not a secret
     # Endpoint of an emulated AWS (moto server) in local mode; unset in a deployed stack.
     aws_endpoint_url: str | None = None
@@ -46,6 +48,8 @@ class Settings(BaseModel):
     job_lease_seconds: int = 900
     # SQS receives before a unit is marked failed (the queue's maxReceiveCount moves it to the DLQ).
     max_receives: int = 3
+    # First retry delay of a failed continuation; doubled per attempt without progress.
+    retry_delay_seconds: int = 30
     job_ttl_days: int = 90
     secret_recovery_days: int = 7
 
@@ -63,6 +67,7 @@ class Settings(BaseModel):
             "table_name": "TABLE_NAME",
             "bucket_name": "BUCKET_NAME",
             "queue_url": "QUEUE_URL",
+            "dead_letter_queue_url": "DEAD_LETTER_QUEUE_URL",
             "secret_prefix": "SECRET_PREFIX",
             "aws_endpoint_url": "AWS_ENDPOINT_URL",
             "aws_region": "AWS_REGION",
@@ -82,6 +87,7 @@ class Settings(BaseModel):
             "default_batch_size": "DEFAULT_BATCH_SIZE",
             "job_lease_seconds": "JOB_LEASE_SECONDS",
             "max_receives": "MAX_RECEIVES",
+            "retry_delay_seconds": "RETRY_DELAY_SECONDS",
             "job_ttl_days": "JOB_TTL_DAYS",
             "secret_recovery_days": "SECRET_RECOVERY_DAYS",
         }

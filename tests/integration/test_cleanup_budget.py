@@ -171,6 +171,25 @@ def test_a_redelivered_cleanup_message_is_harmless(stack: Stack) -> None:
     assert orphaned(stack, ids) == []
 
 
+def test_a_dead_lettered_cleanup_message_is_reported_and_its_sources_stay_listed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a cleanup continuation the worker gave up on, when the reaper consumes it
+    # from the dead-letter queue, then it neither crashes nor loses track of a source.
+    from datasources.sync import reaper
+
+    errors: list[str] = []
+    monkeypatch.setattr(reaper.logger, "error", lambda msg, *a, **k: errors.append(msg))
+    ids = connect_many(stack, 30)
+    stack.configure(SYNC_TIME_BUDGET_SECONDS="0.001")
+    pending = stack.call("cleanup", body={}).data["pending_source_ids"]
+    message = stack.receive()[0]
+    reaper.dead_lettered(message["Body"], 3)
+    assert live_source_ids(stack) == set(pending)
+    assert orphaned(stack, ids) == []
+    assert any("cleanup continuation was dead-lettered" in e for e in errors)
+
+
 @pytest.mark.parametrize(
     ("operation", "after"),
     [("DeleteSecret", 3), ("DeleteSecret", 30), ("BatchWriteItem", 0), ("BatchWriteItem", 1)],

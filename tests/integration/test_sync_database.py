@@ -238,7 +238,9 @@ def test_a_table_gone_mid_sync_fails_the_job_keeps_the_state_and_the_next_run_re
     for attempt in (1, 2, 3):
         message["Attributes"]["ApproximateReceiveCount"] = str(attempt)
         result = stack.deliver(message, remaining_ms=1000)
-        assert result["batchItemFailures"] == [{"itemIdentifier": message["MessageId"]}]
+        # The third attempt is given up explicitly (the message goes to the DLQ).
+        expected = [] if attempt == 3 else [{"itemIdentifier": message["MessageId"]}]
+        assert result["batchItemFailures"] == expected
     job = status(stack, failing)
     assert job["status"] == "failed", job
     error = only_stream(job)["error"]
@@ -286,10 +288,13 @@ def test_a_backend_killed_mid_read_is_retried_from_its_checkpoint_without_duplic
         return done
 
     monkeypatch.setattr(jobs_dal, "checkpoint", checkpoint_then_kill)
+    stack.configure(RETRY_DELAY_SECONDS=0)
     message = stack.receive(1)[0]
     result = stack.deliver(message, remaining_ms=60_000)
     assert calls["killed"] == 1
-    assert result["batchItemFailures"], "the broken read must be retried"
+    # Parts were counted before the kill: the unit goes on from a fresh continuation
+    # (attempts count lack of progress), so this message is done.
+    assert not result.get("batchItemFailures")
     running = status(stack, job_id)
     # Batches read ahead before the kill may still be written; the rest must wait.
     assert running["status"] == "running"

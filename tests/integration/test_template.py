@@ -46,6 +46,7 @@ CODE_URIS = {
     "GetSchemaFunction": "functions/get_schema",
     "PreviewSourceFunction": "functions/preview_source",
     "SyncWorkerFunction": "functions/sync_worker",
+    "SyncReaperFunction": "functions/sync_reaper",
 }
 LIGHT_FUNCTIONS = [
     "ConnectSourcesFunction",
@@ -211,8 +212,10 @@ def test_outputs_include_the_api_url_and_resource_names(template: dict[str, Any]
 def test_worker_takes_one_message_at_a_time_and_reports_partial_failures(
     template: dict[str, Any],
 ) -> None:
-    (trigger,) = provision.sqs_functions(template)
-    assert trigger.logical_id == "SyncWorkerFunction"
+    triggers = {t.logical_id: t for t in provision.sqs_functions(template)}
+    # The reaper consumes the dead-letter queue (it fails the units given up on).
+    assert triggers["SyncReaperFunction"].queue_logical_id == "SyncDeadLetterQueue"
+    trigger = triggers["SyncWorkerFunction"]
     assert trigger.queue_logical_id == "SyncQueue"
     assert trigger.batch_size == 1
     assert trigger.report_batch_item_failures
@@ -660,7 +663,7 @@ def worker_setup(
     recorder = Recorder()
     sqs = boto3.client("sqs", region_name="us-east-1")
     loop = WorkerLoop(
-        provision.sqs_functions(template),
+        [t for t in provision.sqs_functions(template) if t.logical_id == "SyncWorkerFunction"],
         emulated_aws,
         sqs_client=sqs,
         loader=recorder.loader,

@@ -74,6 +74,8 @@ def test_header_name_is_case_insensitive() -> None:
 def test_given_bad_claims_when_authenticated_then_401(
     token_claims: Callable[[], dict[str, object]], message: str
 ) -> None:
+    # Claims are built when the test runs: times taken at collection would drift into
+    # (or out of) their window in a long suite.
     with pytest.raises(Unauthorized) as caught:
         auth.authenticate(bearer(jwt.encode(token_claims(), SECRET, algorithm="HS256")))
     assert message in caught.value.message

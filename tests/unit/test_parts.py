@@ -62,6 +62,7 @@ class FakeDal:
         self.stored_status = "running"
         self.committed: list[tuple[int, bool]] = []  # (seq, part already stored?)
         self.ended: list[str] = []
+        self.lease_job: str | None = "job_1"
 
     def checkpoint(self, tenant: Tenant, unit: UnitRecord, **kwargs: Any) -> bool:
         if self.refuse_at is not None and unit.seq >= self.refuse_at:
@@ -95,12 +96,15 @@ class FakeDal:
     def end_unit(self, tenant: Tenant, unit: UnitRecord, *, status: str, **kwargs: Any) -> None:
         self.ended.append(status)
 
+    def lease_holder(self, tenant: Tenant, source_id: str) -> tuple[str | None, int]:
+        return self.lease_job, 0
+
 
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch):
     def install(s3: FakeS3, dal: FakeDal) -> None:
         monkeypatch.setattr(parts.aws, "client", lambda service: s3)
-        for name in ("checkpoint", "get_job", "get_unit", "end_unit"):
+        for name in ("checkpoint", "get_job", "get_unit", "end_unit", "lease_holder"):
             monkeypatch.setattr(parts.jobs_dal, name, getattr(dal, name))
 
     return install
@@ -127,7 +131,7 @@ def test_parts_are_stored_concurrently_and_committed_in_order_after_their_put(fa
     dal = FakeDal(s3)
     fakes(s3, dal)
     work = unit()
-    uploader = PartUploader(TENANT, work, bucket="b", lease_seconds=60)
+    uploader = PartUploader(TENANT, work, attempt="a1", bucket="b", lease_seconds=60)
     for seq in range(12):
         assert uploader.submit(part(seq))
     assert uploader.finish()
@@ -140,7 +144,9 @@ def test_submit_blocks_while_max_in_flight_parts_are_uncommitted(fakes):
     s3 = FakeS3(slow={f"p/part-{seq:05d}.parquet": 0.05 for seq in range(9)})
     dal = FakeDal(s3)
     fakes(s3, dal)
-    uploader = PartUploader(TENANT, unit(), bucket="b", lease_seconds=60, max_in_flight=2)
+    uploader = PartUploader(
+        TENANT, unit(), attempt="a1", bucket="b", lease_seconds=60, max_in_flight=2
+    )
     for seq in range(9):
         uploader.submit(part(seq))
     assert uploader.finish()
@@ -152,7 +158,7 @@ def test_a_cancelled_job_stops_the_work_and_takes_back_every_uncounted_part(fake
     dal = FakeDal(s3, refuse_at=3, job_status="cancelled")
     fakes(s3, dal)
     work = unit()
-    uploader = PartUploader(TENANT, work, bucket="b", lease_seconds=60)
+    uploader = PartUploader(TENANT, work, attempt="a1", bucket="b", lease_seconds=60)
     accepted = [uploader.submit(part(seq)) for seq in range(10)]
     assert not uploader.finish()
     assert accepted[:3] == [True] * 3 and accepted[-1] is False
@@ -162,26 +168,54 @@ def test_a_cancelled_job_stops_the_work_and_takes_back_every_uncounted_part(fake
     assert work.seq == 3
 
 
-def test_when_another_delivery_has_the_unit_its_parts_are_left_alone(fakes):
+def test_a_refused_run_deletes_only_its_own_uncounted_parts(fakes):
+    # Refused while the job runs (another delivery moved the unit on): the parts this
+    # run stored past its last count carry this run's own keys, so nobody can count
+    # them; they go, and the counted ones stay.
     s3 = FakeS3()
-    dal = FakeDal(s3, refuse_at=2)  # refused, but the job runs and the unit is not ended
+    dal = FakeDal(s3, refuse_at=2)
     fakes(s3, dal)
-    uploader = PartUploader(TENANT, unit(), bucket="b", lease_seconds=60)
+    uploader = PartUploader(TENANT, unit(), attempt="a1", bucket="b", lease_seconds=60)
     for seq in range(5):
         if not uploader.submit(part(seq)):
             break
     assert not uploader.finish()
-    assert s3.deleted == [] and dal.ended == []
+    assert sorted(s3.objects) == [f"p/part-{seq:05d}.parquet" for seq in range(2)]
+    assert dal.ended == [] and uploader.lease_lost_to is None
+
+
+def test_a_refusal_after_the_lease_was_taken_names_the_new_holder(fakes):
+    s3 = FakeS3()
+    dal = FakeDal(s3, refuse_at=1)
+    dal.lease_job = "job_2"
+    fakes(s3, dal)
+    uploader = PartUploader(TENANT, unit(), attempt="a1", bucket="b", lease_seconds=60)
+    for seq in range(3):
+        if not uploader.submit(part(seq)):
+            break
+    assert not uploader.finish()
+    assert uploader.lease_lost_to == "job_2"
+    assert sorted(s3.objects) == ["p/part-00000.parquet"]
 
 
 def test_an_s3_failure_is_raised_in_the_caller_and_nothing_after_it_is_committed(fakes):
     s3 = FakeS3(fail="p/part-00002.parquet")
     dal = FakeDal(s3)
     fakes(s3, dal)
-    uploader = PartUploader(TENANT, unit(), bucket="b", lease_seconds=60)
+    uploader = PartUploader(TENANT, unit(), attempt="a1", bucket="b", lease_seconds=60)
     with pytest.raises(ConnectionError, match="S3 is down"):
         for seq in range(10):
             uploader.submit(part(seq))
         uploader.finish()
     uploader.close()
     assert [seq for seq, _ in dal.committed] == [0, 1]
+    # Nothing stored after the failure is left behind uncounted.
+    assert sorted(s3.objects) == [f"p/part-{seq:05d}.parquet" for seq in range(2)]
+
+
+def test_a_checkpoint_names_the_attempt_of_each_counted_part() -> None:
+    work = UnitRecord(
+        unit_id="u", job_id="j", source_id="s", stream="t", seq=5, segments=[[2, "a"], [4, "b"]]
+    )
+    # Parts 0-1 predate recorded attempts (keys without one); 2-3 are a's, 4 is b's.
+    assert [work.attempt_of(seq) for seq in range(6)] == ["", "", "a", "a", "b", None]

@@ -595,13 +595,36 @@ class PostgresConnector(SqlConnector):
         return sql.SQL("{}.{}").format(_ident(meta.schema_name), _ident(meta.table_name))
 
     def _max_cursor(self, meta: StreamMeta, cursor: Column) -> Any:
+        """The run's upper bound, held below the start of the oldest transaction still
+        writing to the table.
+
+        A row's timestamp cursor is usually its transaction's start (now()); such a
+        transaction can commit after this run fixed its bound, with a cursor below it:
+        the next run would start past the row and miss it for good. A transaction that
+        has written to the table holds RowExclusiveLock on it until it ends, so rows
+        from its start on wait for the next run. Needs its xact_start to be visible
+        (the same role, or pg_read_all_stats); only timestamp cursors are held.
+        """
         conn = self._connection()
-        with conn.cursor() as cur:
-            # Run with (no) parameters like every read statement: see _ident.
-            cur.execute(
-                sql.SQL("SELECT max({}) FROM {}").format(_ident(cursor.name), self._relation(meta)),
-                [],
+        column = _ident(cursor.name)
+        query = sql.SQL("SELECT max({}) FROM {}").format(column, self._relation(meta))
+        params: list[Any] = []
+        if cursor.native_type.startswith("timestamp"):
+            query = sql.SQL(
+                "SELECT max({col}) FROM {rel} WHERE {col} < coalesce(("
+                "SELECT min(a.xact_start) FROM pg_locks l JOIN pg_stat_activity a"
+                " ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.relation = %s::regclass"
+                " AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()"
+                "), 'infinity')"
+            ).format(col=column, rel=self._relation(meta))
+            # A bound value, not statement text: the name as written, `%` not doubled.
+            relation = sql.SQL("{}.{}").format(
+                sql.Identifier(meta.schema_name), sql.Identifier(meta.table_name)
             )
+            params.append(relation.as_string(conn))
+        with conn.cursor() as cur:
+            # Every read statement runs with a parameter list: see _ident.
+            cur.execute(query, params)
             row = cur.fetchone()
         return row[0] if row else None
 

@@ -4,13 +4,24 @@ Every write that moves a sync forward is conditional, so a duplicate SQS deliver
 a crashed-and-retried worker can never advance a checkpoint twice:
 - a unit's checkpoint moves from `seq` to `seq + 1` only if it still is `seq`;
 - a unit completes, and its stream state commits, only from the checkpoint it read;
-- a source's lease is taken only if free or expired, and released only by its job.
+- a source's lease is taken only if free or expired, and released only by its job;
+- part commits and stream-state commits hold only while the job still holds the
+  source's lease: the job id is the fencing token (a job takes each lease once, and
+  ids are never reused, so a job that lost its lease can never count a write again).
+
+Every such write can be retried by the SDK after its reply was lost; the retry then
+fails its own condition. So each one is idempotent: a failed condition is followed by
+a consistent read that recognises our own write (a token written with it), and
+transactions also carry a ClientRequestToken, which real DynamoDB deduplicates.
+
+A job reaches a terminal status only through `finish_job`.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -22,7 +33,10 @@ from datasources.errors import StorageError, SyncAlreadyRunning
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 # Unit fields stored as JSON text (nested, and free of DynamoDB's float restriction).
-_JSON_FIELDS = ("cursor_start", "cursor_pending", "resume_token", "columns", "notes")
+_JSON_FIELDS = ("cursor_start", "cursor_pending", "resume_token", "columns", "notes", "segments")
+# Live jobs are indexed in one partition of their own, so the reaper finds every job
+# that may need ending with one Query (no Scan, no index to maintain).
+LIVE_PK = "LIVE#jobs"
 
 
 class JobRecord(BaseModel):
@@ -64,6 +78,20 @@ class UnitRecord(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     output_prefix: str = ""
+    # [[first_seq, attempt], ...]: which run (attempt) committed the parts from
+    # first_seq on. Part keys carry their attempt, so this names every counted part.
+    segments: list[list[Any]] = Field(default_factory=list)
+
+    def attempt_of(self, seq: int) -> str | None:
+        """The attempt whose part `seq` was counted (None if `seq` is not committed)."""
+        if seq >= self.seq:
+            return None
+        # Parts counted before attempts were recorded have keys without one ("").
+        owner = ""
+        for first, attempt in self.segments:
+            if int(first) <= seq:
+                owner = str(attempt)
+        return owner
 
     def to_item(self, tenant: Tenant, expires_at: int) -> dict[str, Any]:
         item: dict[str, Any] = {"pk": tenant.pk, "sk": unit_sk(self.job_id, self.unit_id)}
@@ -141,11 +169,27 @@ def create_job(tenant: Tenant, job: JobRecord, *, lease_seconds: int, expires_at
                 }
             }
         )
+    actions.append(
+        {
+            "Put": {
+                "Item": {
+                    "pk": LIVE_PK,
+                    "sk": _live_sk(tenant, job.job_id),
+                    "kind": "live",
+                    "tenant_pk": tenant.pk,
+                    "job_id": job.job_id,
+                    "expires_at": expires_at,
+                }
+            }
+        }
+    )
     try:
         aws.table().transact_write_items(actions)
     except ClientError as exc:
         if aws.error_code(exc) != "TransactionCanceledException":
             raise StorageError("could not create the sync job") from exc
+        if get_job(tenant, job.job_id) is not None:
+            return  # a retry of our own transaction: the job id is new, so it is ours
         reasons = exc.response.get("CancellationReasons", [])
         for index, reason in enumerate(reasons):
             if index > 0 and reason.get("Code") == "ConditionalCheckFailed":
@@ -227,6 +271,7 @@ def checkpoint(
     tenant: Tenant,
     unit: UnitRecord,
     *,
+    attempt: str,
     records: int,
     size: int,
     resume_token: dict[str, Any] | None,
@@ -234,28 +279,38 @@ def checkpoint(
     columns: list[dict[str, Any]],
     lease_seconds: int,
 ) -> bool:
-    """Advance the unit from `unit.seq` to `unit.seq + 1` after its part was written.
+    """Count part `unit.seq`, written by run `attempt`: advance the unit to `seq + 1`.
 
     One transaction: the unit (only from the expected seq, only while running), the
     job's running total (only while the job is running: a cancelled job stops here),
-    and the source's lease (renewed, only if still this job's). False when any
-    condition fails: another delivery moved on, or the job was cancelled.
+    and the source's lease (renewed, only if still this job's: the fence). False when
+    any condition fails: another delivery moved on, the job ended, or the lease was
+    lost. A retry of our own committed transaction is recognised and returns True.
     """
     now = _now()
+    segments = list(unit.segments)
+    if not segments or segments[-1][1] != attempt:
+        segments.append([unit.seq, attempt])
     actions = [
         {
             "Update": {
                 "Key": {"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
                 "UpdateExpression": "SET seq = :next, resume_token = :tok, cursor_pending = :cur,"
-                " #cols = :cols ADD records :n, #bytes :b",
+                " #cols = :cols, #segs = :segs ADD records :n, #bytes :b",
                 "ConditionExpression": "seq = :seq AND #s = :running",
-                "ExpressionAttributeNames": {"#s": "status", "#bytes": "bytes", "#cols": "columns"},
+                "ExpressionAttributeNames": {
+                    "#s": "status",
+                    "#bytes": "bytes",
+                    "#cols": "columns",
+                    "#segs": "segments",
+                },
                 "ExpressionAttributeValues": {
                     ":next": unit.seq + 1,
                     ":seq": unit.seq,
                     ":tok": json.dumps(resume_token, default=str),
                     ":cur": json.dumps(cursor_pending, default=str),
                     ":cols": json.dumps(columns),
+                    ":segs": json.dumps(segments),
                     ":n": records,
                     ":b": size,
                     ":running": "running",
@@ -271,16 +326,50 @@ def checkpoint(
                 "ExpressionAttributeValues": {":n": records, ":running": "running"},
             }
         },
-        {
-            "Update": {
-                "Key": {"pk": tenant.pk, "sk": source_sk(unit.source_id)},
-                "UpdateExpression": "SET lease_expires = :exp",
-                "ConditionExpression": "lease_job = :job",
-                "ExpressionAttributeValues": {":exp": now + lease_seconds, ":job": unit.job_id},
-            }
-        },
+        _fence(tenant, unit, now + lease_seconds),
     ]
-    return _transact(actions, "could not checkpoint the sync")
+    token = _request_token("checkpoint", unit, unit.seq, attempt)
+    if _transact(actions, "could not checkpoint the sync", token=token):
+        unit.segments = segments
+        return True
+    stored = get_unit(tenant, unit.job_id, unit.unit_id)
+    if stored is not None and stored.seq > unit.seq and stored.attempt_of(unit.seq) == attempt:
+        unit.segments = stored.segments
+        return True  # our own commit, whose reply was lost
+    return False
+
+
+def _fence(tenant: Tenant, unit: UnitRecord, lease_expires: int) -> dict[str, Any]:
+    """Renew the source's lease, only while this job holds it (the fencing condition)."""
+    return {
+        "Update": {
+            "Key": {"pk": tenant.pk, "sk": source_sk(unit.source_id)},
+            "UpdateExpression": "SET lease_expires = :exp",
+            "ConditionExpression": "lease_job = :job",
+            "ExpressionAttributeValues": {":exp": lease_expires, ":job": unit.job_id},
+        }
+    }
+
+
+def _request_token(*parts: Any) -> str:
+    # DynamoDB deduplicates a transaction retried with the same token for 10 minutes;
+    # tokens are at most 36 characters, so the identifying parts are hashed into a UUID.
+    name = "|".join(
+        f"{p.job_id}/{p.unit_id}" if isinstance(p, UnitRecord) else str(p) for p in parts
+    )
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def lease_holder(tenant: Tenant, source_id: str) -> tuple[str | None, int]:
+    """The job holding a source's lease and when the lease expires (epoch seconds)."""
+    item = (
+        aws.table()
+        .get_item(Key={"pk": tenant.pk, "sk": source_sk(source_id)}, ConsistentRead=True)
+        .get("Item")
+        or {}
+    )
+    holder = item.get("lease_job")
+    return (str(holder) if holder else None), int(item.get("lease_expires", 0))
 
 
 def set_continuation(tenant: Tenant, unit: UnitRecord, seq: int) -> None:
@@ -312,9 +401,12 @@ def complete_unit(
     *,
     finished_at: str,
     state: StreamStateRecord | None,
+    lease_seconds: int,
 ) -> bool:
     """Finish a unit and commit its stream state in one transaction, from the checkpoint
-    it was read at. False when another delivery already finished or moved it."""
+    it was read at. False when another delivery already finished or moved it, or the
+    job lost the source's lease; True for a retry of our own commit."""
+    lease_expires = _now() + lease_seconds
     actions: list[dict[str, Any]] = [
         _count_ended_unit(tenant, unit.job_id),
         {
@@ -331,6 +423,8 @@ def complete_unit(
                 },
             }
         },
+        # A job that lost its lease must not move the stream's cursor (the fence).
+        _fence(tenant, unit, lease_expires),
     ]
     if state is not None:
         actions.append(
@@ -348,7 +442,15 @@ def complete_unit(
                 }
             }
         )
-    return _transact(actions, "could not complete the sync unit")
+    token = _request_token("complete", unit, unit.seq, finished_at)
+    if _transact(actions, "could not complete the sync unit", token=token):
+        return True
+    return _is_own_end(tenant, unit, "completed", finished_at)
+
+
+def _is_own_end(tenant: Tenant, unit: UnitRecord, status: str, finished_at: str) -> bool:
+    stored = get_unit(tenant, unit.job_id, unit.unit_id)
+    return stored is not None and stored.status == status and stored.finished_at == finished_at
 
 
 def end_unit(
@@ -380,7 +482,10 @@ def end_unit(
             }
         },
     ]
-    return _transact(actions, "could not end the sync unit")
+    token = _request_token("end", unit, status, finished_at)
+    if _transact(actions, "could not end the sync unit", token=token):
+        return True
+    return _is_own_end(tenant, unit, status, finished_at)
 
 
 def record_attempt_error(tenant: Tenant, unit: UnitRecord, error: str) -> None:
@@ -396,7 +501,11 @@ def record_attempt_error(tenant: Tenant, unit: UnitRecord, error: str) -> None:
 def finish_job(
     tenant: Tenant, job: JobRecord, *, status: str, finished_at: str, error: str | None
 ) -> bool:
-    """Move a job to its terminal status once; releases its leases. False if already ended."""
+    """Move a job to its terminal status once; releases its leases. False if already ended.
+
+    The one way a job ends (completed, failed, cancelled, superseded, stalled,
+    dead-lettered): whoever gets True is the one caller that ended it.
+    """
     values: dict[str, Any] = {
         ":st": status,
         ":t": finished_at,
@@ -412,9 +521,31 @@ def finish_job(
     ended = _update_ignoring_condition(
         tenant, job_sk(job.job_id), expression, "#s IN (:q, :r)", values, names=names
     )
-    if ended:
+    stored = None if ended else get_job(tenant, job.job_id)
+    if not ended and stored is not None:
+        # A retry of our own update whose reply was lost fails its condition: same
+        # status and time stamp means it was ours.
+        ended = stored.status == status and stored.finished_at == finished_at
+    if ended or (stored is not None and stored.status in TERMINAL):
+        # Releasing an ended job's leases is always right, and makes a lost reply harmless.
         release_leases(tenant, job)
+        drop_live(tenant, job.job_id)
     return ended
+
+
+def _live_sk(tenant: Tenant, job_id: str) -> str:
+    return f"{tenant.pk}|{job_id}"
+
+
+def drop_live(tenant: Tenant, job_id: str) -> None:
+    """Remove an ended job from the live index (idempotent)."""
+    aws.table().delete_item(Key={"pk": LIVE_PK, "sk": _live_sk(tenant, job_id)})
+
+
+def live_jobs() -> list[tuple[Tenant, str]]:
+    """Every job not yet known to have ended, as (tenant, job id)."""
+    items = aws.table().query_prefix(LIVE_PK, "ORG#", consistent=True)
+    return [(Tenant.from_pk(i["tenant_pk"]), str(i["job_id"])) for i in items]
 
 
 def release_leases(tenant: Tenant, job: JobRecord) -> None:
@@ -474,9 +605,9 @@ def cancel_source_jobs(tenant: Tenant, source_ids: list[str], finished_at: str) 
     return cancelled
 
 
-def _transact(actions: list[dict[str, Any]], message: str) -> bool:
+def _transact(actions: list[dict[str, Any]], message: str, *, token: str | None = None) -> bool:
     try:
-        aws.table().transact_write_items(actions)
+        aws.table().transact_write_items(actions, token=token)
     except ClientError as exc:
         if aws.error_code(exc) == "TransactionCanceledException":
             return False

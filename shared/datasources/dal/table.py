@@ -84,13 +84,20 @@ class Table:
                 return
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def transact_write_items(self, actions: list[dict[str, Any]]) -> None:
-        """Each action is {"Put"|"Update"|"Delete"|"ConditionCheck": {...}} without TableName."""
+    def transact_write_items(
+        self, actions: list[dict[str, Any]], *, token: str | None = None
+    ) -> None:
+        """Each action is {"Put"|"Update"|"Delete"|"ConditionCheck": {...}} without TableName.
+
+        `token` is the ClientRequestToken that makes a retried transaction idempotent."""
         items = [
             {kind: {"TableName": self.name, **_wire_action(body)} for kind, body in a.items()}
             for a in actions
         ]
-        self.client.transact_write_items(TransactItems=items)
+        params: dict[str, Any] = {"TransactItems": items}
+        if token:
+            params["ClientRequestToken"] = token
+        self.client.transact_write_items(**params)
 
     def batch_get(
         self, keys: list[dict[str, Any]], *, consistent: bool = True

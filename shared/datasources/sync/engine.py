@@ -1,16 +1,22 @@
 """The sync engine (DESIGN §5): plan units, work them in chunks, chain through SQS.
 
 A unit is one (source, stream) of a job. Working a unit means: read a batch from the
-connector, write it as one part at a deterministic key, then advance the unit's
-checkpoint with a conditional update. Time runs out → the unit's next position is
-already stored, and one SQS message continues it in the worker. Whoever finishes the
-last unit writes the job's final status.
+connector, write it as one part at a key unique to this run (the attempt), then
+advance the unit's checkpoint with a conditional update that names the attempt. Time
+runs out → the unit's next position is already stored, and one SQS message continues
+it in the worker. Whoever finishes the last unit writes the job's final status.
+
+Faults: a failure after progress continues from a fresh message (the attempt limit
+counts attempts without progress); a failure the worker gives up on fails the unit and
+sends its message to the dead-letter queue; a job whose lease lapses is ended by the
+reaper (sync/reaper.py). Every end removes the parts nobody counted (`sweep_unit`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,7 +31,15 @@ from datasources.dal import sources as sources_dal
 from datasources.dal.jobs import TERMINAL, JobRecord, StreamStateRecord, UnitRecord
 from datasources.dal.keys import Tenant
 from datasources.dal.sources import SourceRecord
-from datasources.errors import DataSourcesError, SourceNotFound, ValidationFailed
+from datasources.errors import (
+    ConnectionFailed,
+    DataSourcesError,
+    SourceNotFound,
+    SourceReadError,
+    StorageError,
+    Throttled,
+    ValidationFailed,
+)
 from datasources.limits import deadline_from
 from datasources.models.requests import SyncOptions, SyncRequest
 from datasources.services.common import choose_cursor, new_id, now_iso, open_source, tenant_for
@@ -141,7 +155,12 @@ def start_sync(
             try:
                 outcome = _run_unit(tenant, job, unit, connectors.get(unit.source_id), deadline)
             except Exception as exc:  # noqa: BLE001 - any failure ends this unit, reported on the job
-                _fail_unit(tenant, unit, _describe(exc))
+                if is_transient(exc):
+                    # As the worker would: retry from the queue, not fail the job at once.
+                    jobs_dal.record_attempt_error(tenant, unit, _describe(exc))
+                    _enqueue(tenant, _stored(tenant, unit), delay=settings.retry_delay_seconds)
+                else:
+                    _fail_unit(tenant, unit, _describe(exc))
                 continue
             if outcome.status == "more":
                 _enqueue(tenant, unit)
@@ -230,6 +249,8 @@ def _run_unit(
     settings = get_settings()
     if not jobs_dal.start_unit(tenant, unit, now_iso()):
         return UnitOutcome("stopped")
+    # This run's own name: its part keys carry it, and its checkpoints record it.
+    attempt = secrets.token_hex(4)
     batch_size = int(job.options.get("batch_size") or settings.default_batch_size)
     fmt = str(job.options.get("format") or "parquet")
     columns = [Column.model_validate(c) for c in unit.columns]
@@ -242,7 +263,15 @@ def _run_unit(
     reader = ReadAhead(connector.read(unit.stream, state, batch_size))
     try:
         return _write_batches(
-            tenant, unit, reader, columns, fmt, pending, settings.job_lease_seconds, deadline
+            tenant,
+            unit,
+            reader,
+            columns,
+            fmt,
+            pending,
+            attempt,
+            settings.job_lease_seconds,
+            deadline,
         )
     finally:
         reader.close()
@@ -255,6 +284,7 @@ def _write_batches(
     columns: list[Column],
     fmt: str,
     pending: dict[str, Any] | None,
+    attempt: str,
     lease_seconds: int,
     deadline: float,
 ) -> UnitOutcome:
@@ -268,7 +298,11 @@ def _write_batches(
     from datasources.sync.parts import EncodedPart, PartUploader
 
     uploader = PartUploader(
-        tenant, unit, bucket=get_settings().bucket_name, lease_seconds=lease_seconds
+        tenant,
+        unit,
+        attempt=attempt,
+        bucket=get_settings().bucket_name,
+        lease_seconds=lease_seconds,
     )
     written_columns: list[dict[str, str]] = []
     seq = unit.seq
@@ -283,7 +317,7 @@ def _write_batches(
             table = writer.to_arrow(batch.records, columns)
             part = EncodedPart(
                 seq=seq,
-                key=writer.part_key(unit.output_prefix, seq, fmt),
+                key=writer.part_key(unit.output_prefix, seq, fmt, attempt),
                 body=writer.encode(table, fmt),
                 records=table.num_rows,
                 resume_token=batch.resume_token,
@@ -305,12 +339,18 @@ def _write_batches(
     finally:
         uploader.close()
     if not committed:
-        # Another delivery moved this unit on, or the job was cancelled (the uploader
-        # has then ended the unit): stop here.
+        # Another delivery moved this unit on, the job was cancelled (the uploader has
+        # then ended the unit), or another job took the source's lease: stop here.
+        if uploader.lease_lost_to:
+            supersede(tenant, unit.job_id, uploader.lease_lost_to)
         return UnitOutcome("stopped")
     if out_of_time:
         return UnitOutcome("more")
-    _complete_unit(tenant, unit, pending, written_columns)
+    if not _complete_unit(tenant, unit, pending, written_columns, lease_seconds):
+        holder, _ = jobs_dal.lease_holder(tenant, unit.source_id)
+        if holder != unit.job_id:
+            supersede(tenant, unit.job_id, holder or "(none)")
+        return UnitOutcome("stopped")
     return UnitOutcome("completed")
 
 
@@ -324,7 +364,8 @@ def _complete_unit(
     unit: UnitRecord,
     pending: dict[str, Any] | None,
     written_columns: list[dict[str, str]],
-) -> None:
+    lease_seconds: int,
+) -> bool:
     previous = jobs_dal.get_stream_state(tenant, unit.source_id, unit.stream)
     columns = unit.columns
     if unit.mode == "incremental":
@@ -348,7 +389,12 @@ def _complete_unit(
     # The manifest goes first: if the worker dies before the transaction below, the
     # redelivered message finds nothing left to read and writes it again, then completes.
     _write_manifest(tenant, unit, state, previous, pending, finished)
-    jobs_dal.complete_unit(tenant, unit, finished_at=finished, state=state)
+    done = jobs_dal.complete_unit(
+        tenant, unit, finished_at=finished, state=state, lease_seconds=lease_seconds
+    )
+    # Once the unit has ended nobody can count another part: what is left goes.
+    sweep_unit(tenant, jobs_dal.get_unit(tenant, unit.job_id, unit.unit_id) or unit)
+    return done
 
 
 def _write_manifest(
@@ -359,25 +405,12 @@ def _write_manifest(
     pending: dict[str, Any] | None,
     finished: str,
 ) -> None:
-    from datasources.sync.writer import part_seq
-
     settings = get_settings()
     s3 = aws.client("s3")
-    files: list[dict[str, Any]] = []
-    uncounted: list[str] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(
-        Bucket=settings.bucket_name, Prefix=f"{unit.output_prefix}/part-"
-    ):
-        for obj in page.get("Contents", []):
-            if part_seq(obj["Key"]) < unit.seq:
-                files.append({"key": obj["Key"], "bytes": int(obj["Size"])})
-            else:
-                uncounted.append(obj["Key"])
-    # A part past the unit's committed seq was stored by a delivery that then crashed
-    # or lost the unit, and never counted: it would duplicate rows, so it goes.
-    for key in uncounted:
-        s3.delete_object(Bucket=settings.bucket_name, Key=key)
+    files = [{"key": key, "bytes": size} for key, size, counted in _parts_of(unit) if counted]
+    if len(files) != unit.seq:
+        # Never complete a unit whose manifest would leave out rows it counted.
+        raise StorageError(f"{unit.seq - len(files)} counted part(s) missing from the bucket")
     before = {c["name"] for c in (previous.columns if previous else [])}
     now_cols = {c["name"] for c in unit.columns}
     manifest = {
@@ -408,8 +441,98 @@ def _write_manifest(
     )
 
 
+def _parts_of(unit: UnitRecord) -> list[tuple[str, int, bool]]:
+    """Every part stored under the unit's prefix: (key, bytes, counted by the checkpoint)."""
+    from datasources.sync.writer import part_id
+
+    paginator = aws.client("s3").get_paginator("list_objects_v2")
+    found: list[tuple[str, int, bool]] = []
+    for page in paginator.paginate(
+        Bucket=get_settings().bucket_name, Prefix=f"{unit.output_prefix}/part-"
+    ):
+        for obj in page.get("Contents", []):
+            seq, attempt = part_id(obj["Key"])
+            found.append((obj["Key"], int(obj["Size"]), unit.attempt_of(seq) == attempt))
+    return sorted(found)
+
+
+def sweep_unit(tenant: Tenant, unit: UnitRecord) -> int:
+    """Delete the parts of an ended unit that its checkpoint does not count (and the
+    manifest of a unit that did not complete); returns how many objects went.
+
+    Only for an ended unit (or a unit of an ended job): nobody can count a part then,
+    so a part the checkpoint does not name would only duplicate or orphan rows.
+    """
+    unit = jobs_dal.get_unit(tenant, unit.job_id, unit.unit_id) or unit  # the stored checkpoint
+    bucket = get_settings().bucket_name
+    s3 = aws.client("s3")
+    doomed = [key for key, _, counted in _parts_of(unit) if not counted]
+    if unit.status != "completed":
+        doomed.append(f"{unit.output_prefix}/_manifest.json")
+    for key in doomed:
+        s3.delete_object(Bucket=bucket, Key=key)
+    return len(doomed)
+
+
+def end_job(tenant: Tenant, job_id: str, *, status: str, error: str | None) -> bool:
+    """End a job that cannot go on (superseded, stalled, dead-lettered): its job record
+    first (so no checkpoint of it can count any more), then its open units, then the
+    parts nobody counted. True if this call ended it."""
+    job = jobs_dal.get_job(tenant, job_id)
+    if job is None:
+        return False
+    finished = now_iso()
+    ended = jobs_dal.finish_job(tenant, job, status=status, finished_at=finished, error=error)
+    final = status if ended else (jobs_dal.get_job(tenant, job_id) or job).status
+    for unit in jobs_dal.get_units(tenant, job_id):
+        if unit.status not in TERMINAL:
+            # Open units end as their job did (a job cancelled meanwhile stays cancelled).
+            jobs_dal.end_unit(
+                tenant,
+                unit,
+                status="cancelled" if final == "cancelled" else "failed",
+                error=error if ended else None,
+                finished_at=finished,
+            )
+        sweep_unit(tenant, unit)
+    if ended:
+        _record_last_sync(tenant, job, status, finished, jobs_dal.get_units(tenant, job_id))
+    return ended
+
+
+def supersede(tenant: Tenant, job_id: str, holder: str) -> None:
+    """A job that lost its source's lease to `holder` can count nothing more: end it."""
+    end_job(
+        tenant,
+        job_id,
+        status="failed",
+        error=f"superseded: job {holder} holds the source's lease, which this job lost "
+        "after making no progress for the lease period",
+    )
+
+
 def _fail_unit(tenant: Tenant, unit: UnitRecord, error: str) -> None:
     jobs_dal.end_unit(tenant, unit, status="failed", error=error, finished_at=now_iso())
+    sweep_unit(tenant, unit)
+
+
+def _stored(tenant: Tenant, unit: UnitRecord) -> UnitRecord:
+    return jobs_dal.get_unit(tenant, unit.job_id, unit.unit_id) or unit
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure may pass by itself (a lost connection, AWS or the source busy),
+    as opposed to one that will repeat (a bad file, a dropped table)."""
+    if not isinstance(exc, DataSourcesError):
+        return True  # an SDK or socket error: DataSourcesError covers every known fault
+    if isinstance(exc, StorageError | Throttled):
+        return True
+    if isinstance(exc, ConnectionFailed):
+        return exc.stage in {"tcp", "timeout", "dns"}
+    if isinstance(exc, SourceReadError):
+        text = exc.message.lower()
+        return "connection" in text and ("lost" in text or "closed" in text)
+    return False
 
 
 def _finish_job_if_done(tenant: Tenant, job_id: str) -> None:
@@ -428,18 +551,24 @@ def _finish_job_if_done(tenant: Tenant, job_id: str) -> None:
         error = f"{len(failed)} of {len(units)} streams failed; first: {failed[0].stream}: {failed[0].error}"
     finished = now_iso()
     if jobs_dal.finish_job(tenant, job, status=status, finished_at=finished, error=error):
-        for source_id in job.source_ids:
-            mine = [u for u in units if u.source_id == source_id]
-            jobs_dal.record_last_sync(
-                tenant,
-                source_id,
-                {
-                    "job_id": job_id,
-                    "status": status,
-                    "finished_at": finished,
-                    "records": sum(u.records for u in mine),
-                },
-            )
+        _record_last_sync(tenant, job, status, finished, units)
+
+
+def _record_last_sync(
+    tenant: Tenant, job: JobRecord, status: str, finished: str, units: list[UnitRecord]
+) -> None:
+    for source_id in job.source_ids:
+        mine = [u for u in units if u.source_id == source_id]
+        jobs_dal.record_last_sync(
+            tenant,
+            source_id,
+            {
+                "job_id": job.job_id,
+                "status": status,
+                "finished_at": finished,
+                "records": sum(u.records for u in mine),
+            },
+        )
 
 
 def _describe(exc: BaseException) -> str:
@@ -452,13 +581,20 @@ def _describe(exc: BaseException) -> str:
 # ------------------------------------------------------------------ SQS chaining
 
 
-def _enqueue(tenant: Tenant, unit: UnitRecord) -> None:
+def _enqueue(tenant: Tenant, unit: UnitRecord, *, delay: int = 0) -> None:
     settings = get_settings()
     body = {"job_id": unit.job_id, "pk": tenant.pk, "unit_id": unit.unit_id, "seq": unit.seq}
-    aws.client("sqs").send_message(QueueUrl=settings.queue_url, MessageBody=json.dumps(body))
+    aws.client("sqs").send_message(
+        QueueUrl=settings.queue_url, MessageBody=json.dumps(body), DelaySeconds=min(900, delay)
+    )
     # Sent first, recorded second: a crash in between leaves the old message current,
     # so the unit is still carried on (see handle_message's staleness rule).
     jobs_dal.set_continuation(tenant, unit, unit.seq)
+
+
+def retry_delay(attempts: int) -> int:
+    """Seconds before attempt `attempts + 1` of a unit that made no progress."""
+    return min(900, get_settings().retry_delay_seconds * 2 ** max(0, attempts - 1))
 
 
 def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis) -> None:
@@ -467,10 +603,13 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
     message = json.loads(body)
     tenant = Tenant.from_pk(message["pk"])
     job = jobs_dal.get_job(tenant, message["job_id"])
-    if job is None or job.status in TERMINAL:
+    if job is None:
         return
     unit = jobs_dal.get_unit(tenant, job.job_id, message["unit_id"])
     if unit is None:
+        return
+    if job.status in TERMINAL:
+        sweep_unit(tenant, unit)
         return
     if unit.status in TERMINAL:
         _finish_job_if_done(tenant, job.job_id)
@@ -480,20 +619,33 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
     source = sources_dal.get_source(tenant, unit.source_id)
     if source is None:
         jobs_dal.end_unit(tenant, unit, status="cancelled", error=None, finished_at=now_iso())
+        sweep_unit(tenant, unit)
         _finish_job_if_done(tenant, job.job_id)
         return
     deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - settings.worker_reserve_seconds)
     connectors = _Connectors(tenant, {source.id: source})
+    started_seq = unit.seq
     try:
         with deadline_from(remaining_ms()):  # upstream reads end before the function does
             outcome = _run_unit(tenant, job, unit, connectors.get(source.id), deadline)
     except Exception as exc:
         error = _describe(exc)
-        if receive_count >= settings.max_receives:
-            _fail_unit(tenant, unit, f"{error} (gave up after {receive_count} attempts)")
+        stored = _stored(tenant, unit)
+        if stored.status in TERMINAL:
             _finish_job_if_done(tenant, job.job_id)
-        else:
-            jobs_dal.record_attempt_error(tenant, unit, error)
+            return
+        if stored.seq > started_seq:
+            # Progress since this message was received: carry on from a fresh message,
+            # whose receive count starts again (attempts count lack of progress).
+            jobs_dal.record_attempt_error(tenant, stored, error)
+            _enqueue(tenant, stored, delay=retry_delay(1))
+            return
+        if receive_count >= settings.max_receives:
+            _fail_unit(tenant, stored, f"{error} (gave up after {receive_count} attempts)")
+            _finish_job_if_done(tenant, job.job_id)
+            _dead_letter(body)
+            return
+        jobs_dal.record_attempt_error(tenant, stored, error)
         raise
     finally:
         connectors.close()
@@ -501,3 +653,11 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
         _enqueue(tenant, unit)
     else:
         _finish_job_if_done(tenant, job.job_id)
+
+
+def _dead_letter(body: str) -> None:
+    """Hand a continuation the worker gave up on to the dead-letter queue explicitly
+    (the unit is already failed), instead of relying on more receives to move it."""
+    url = get_settings().dead_letter_queue_url
+    if url:
+        aws.client("sqs").send_message(QueueUrl=url, MessageBody=body)

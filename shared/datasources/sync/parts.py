@@ -5,16 +5,16 @@ about as long as it spends encoding Parquet (make bench), and in a Lambda those 
 are network round trips. So the engine only encodes; this module
 
 - stores up to `max_in_flight` parts at once, each PUT in a pool thread (they are
-  independent: every part has its own deterministic key), and
+  independent: every part has its own key, unique to this run), and
 - commits them strictly in order in one committer thread: part k's checkpoint runs
   once part k is stored and part k-1 is committed, exactly as when all ran inline.
 
 Memory stays bounded: `submit` blocks while `max_in_flight` parts are uncommitted.
 
-A refused checkpoint ends the work. If the job was cancelled or the unit has ended
-elsewhere, the parts this run stored but nobody counted are deleted again, so the
-landing bucket holds only committed parts; if another delivery is still working the
-unit, its parts at those keys are left to it.
+A refused checkpoint, or a failure, ends the work. The parts this run stored but did
+not count are deleted again: their keys are this run's own, so nobody else can ever
+count them. Only a part whose checkpoint failed without an answer is left (it may have
+been counted); the engine's sweep removes it once the unit has ended, if uncounted.
 """
 
 from __future__ import annotations
@@ -64,12 +64,14 @@ class PartUploader:
         tenant: Tenant,
         unit: UnitRecord,
         *,
+        attempt: str,
         bucket: str,
         lease_seconds: int,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self._tenant = tenant
         self._unit = unit
+        self._attempt = attempt
         self._bucket = bucket
         self._lease_seconds = lease_seconds
         self._s3 = aws.client("s3")
@@ -78,9 +80,8 @@ class PartUploader:
         self._queue: queue.Queue[tuple[EncodedPart, Future[Any]] | None] = queue.Queue()
         self._stopped = threading.Event()
         self._error: BaseException | None = None
-        # Whether parts stored but not committed are deleted (decided on a refusal).
-        self._take_back = False
-        self._counted = 0  # the stored unit's seq when a checkpoint was refused
+        # Set when a checkpoint was refused because another job holds the source's lease.
+        self.lease_lost_to: str | None = None
         self._committer = threading.Thread(target=self._run, name="sync-commit", daemon=True)
         self._committer.start()
 
@@ -131,7 +132,13 @@ class PartUploader:
                 if self._stopped.is_set():
                     self._discard(part, stored)
                 else:
-                    stored.result()
+                    try:
+                        stored.result()
+                    except BaseException:
+                        self._discard(part, stored)
+                        raise
+                    # A checkpoint that raises may still have counted the part: it is
+                    # kept, and the sweep decides from the stored checkpoint.
                     self._commit(part)
             except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
                 if self._error is None:
@@ -145,6 +152,7 @@ class PartUploader:
         committed = jobs_dal.checkpoint(
             self._tenant,
             unit,
+            attempt=self._attempt,
             records=part.records,
             size=len(part.body),
             resume_token=part.resume_token,
@@ -160,28 +168,26 @@ class PartUploader:
             unit.cursor_pending = part.cursor_pending
             return
         self._stopped.set()
+        self._delete(part)
         job = jobs_dal.get_job(self._tenant, unit.job_id)
         stored_unit = jobs_dal.get_unit(self._tenant, unit.job_id, unit.unit_id)
         cancelled = job is None or job.status == "cancelled"
         ended = stored_unit is None or stored_unit.status in TERMINAL
-        # Parts at or after the stored seq were counted by nobody; with the job cancelled
-        # or the unit ended, nobody will count them either.
-        self._take_back = cancelled or ended
-        self._counted = stored_unit.seq if stored_unit is not None else 0
-        if self._take_back:
-            self._delete(part)
         if cancelled and not ended:
             jobs_dal.end_unit(
                 self._tenant, unit, status="cancelled", error=None, finished_at=now_iso()
             )
+        holder, _ = jobs_dal.lease_holder(self._tenant, unit.source_id)
+        if holder != unit.job_id and job is not None and job.status not in TERMINAL:
+            self.lease_lost_to = holder or "(none)"
 
     def _discard(self, part: EncodedPart, stored: Future[Any]) -> None:
-        """A part stored (or being stored) after the work stopped: wait, maybe delete."""
+        """A part stored (or being stored) that will not be counted: wait, then delete."""
         with contextlib.suppress(Exception):
             stored.result()
-        if self._take_back:
-            self._delete(part)
+        self._delete(part)
 
     def _delete(self, part: EncodedPart) -> None:
-        if part.seq >= self._counted:
+        # Best effort: a part left behind is removed by the engine's sweep.
+        with contextlib.suppress(Exception):
             self._s3.delete_object(Bucket=self._bucket, Key=part.key)

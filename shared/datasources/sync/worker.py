@@ -9,7 +9,7 @@ from datasources.config import get_settings
 from datasources.observability import logger
 from datasources.services.common import now_iso
 from datasources.sync.cleanup import continue_cleanup, is_cleanup_message
-from datasources.sync.engine import handle_message
+from datasources.sync.engine import handle_message, retry_delay
 
 
 def continue_unit(record: Any, context: Any) -> None:
@@ -34,9 +34,10 @@ def continue_unit(record: Any, context: Any) -> None:
 
 def _backoff(record: Any, receive_count: int) -> None:
     # The queue's visibility timeout is 6x the worker's timeout (for crashed workers);
-    # a handled failure is retried sooner, with exponential backoff.
+    # a handled failure is retried sooner, with exponential backoff. The worker's role
+    # grants sqs:ChangeMessageVisibility itself: the SQS event source's policy does not.
     settings = get_settings()
-    delay = min(900, 30 * 2 ** (receive_count - 1))
+    delay = retry_delay(receive_count)
     queue_url = settings.queue_url
     try:
         aws.client("sqs").change_message_visibility(

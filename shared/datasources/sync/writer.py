@@ -47,16 +47,24 @@ def job_prefix(tenant: Tenant, source_id: str, stream: str, job_id: str) -> str:
     return f"{folder}stream={stream_path(stream)}/job={job_id}"
 
 
-def part_key(prefix: str, seq: int, fmt: str) -> str:
-    """Deterministic: a retried chunk rewrites the same key instead of adding a part."""
+def part_key(prefix: str, seq: int, fmt: str, attempt: str) -> str:
+    """Unique to the run (`attempt`) that writes it: a second writer of the same chunk
+    (a redelivery, or a worker whose message became visible again) never replaces a
+    part that was already counted; the unit's checkpoint names the attempt it counted."""
     extension = "parquet" if fmt == "parquet" else "jsonl.gz"
-    return f"{prefix}/part-{seq:05d}.{extension}"
+    return f"{prefix}/part-{seq:05d}-{attempt}.{extension}"
 
 
 def part_seq(key: str) -> int:
     """The seq of a part from its key (see part_key)."""
-    name = key.rsplit("/", 1)[-1]
-    return int(name.removeprefix("part-").split(".", 1)[0])
+    return part_id(key)[0]
+
+
+def part_id(key: str) -> tuple[int, str]:
+    """(seq, attempt) of a part from its key (see part_key)."""
+    name = key.rsplit("/", 1)[-1].removeprefix("part-").split(".", 1)[0]
+    seq, _, attempt = name.partition("-")
+    return int(seq), attempt
 
 
 def to_arrow(records: pa.Table | list[dict[str, Any]], columns: list[Column]) -> pa.Table:
