@@ -34,6 +34,8 @@ EXPECTED_ROUTES = {
     ("POST", "/api/v1/data/{workspace_id}/cleanup"): "CleanupSourcesFunction",
     ("POST", "/api/v1/data/{workspace_id}/test-connection"): "TestConnectionFunction",
     ("GET", "/api/v1/data/{workspace_id}/schema"): "GetSchemaFunction",
+    ("POST", "/api/v1/data/{workspace_id}/schedule"): "SetScheduleFunction",
+    ("GET", "/api/v1/data/{workspace_id}/schedules"): "ListSchedulesFunction",
 }
 CODE_URIS = {
     "ConnectSourcesFunction": "functions/connect_sources",
@@ -44,16 +46,22 @@ CODE_URIS = {
     "TestConnectionFunction": "functions/test_connection",
     "GetSchemaFunction": "functions/get_schema",
     "SyncWorkerFunction": "functions/sync_worker",
+    "SetScheduleFunction": "functions/set_schedule",
+    "ListSchedulesFunction": "functions/list_schedules",
+    "SyncTriggerFunction": "functions/sync_trigger",
 }
 LIGHT_FUNCTIONS = [
     "ConnectSourcesFunction",
     "ListSourcesFunction",
     "CleanupSourcesFunction",
     "SyncStatusFunction",
+    "SetScheduleFunction",
+    "ListSchedulesFunction",
 ]
 HEAVY_FUNCTIONS = [
     "SyncSourcesFunction",
     "SyncWorkerFunction",
+    "SyncTriggerFunction",
     "TestConnectionFunction",
     "GetSchemaFunction",
 ]
@@ -208,7 +216,7 @@ def test_outputs_include_the_api_url_and_resource_names(template: dict[str, Any]
 def test_worker_takes_one_message_at_a_time_and_reports_partial_failures(
     template: dict[str, Any],
 ) -> None:
-    (trigger,) = provision.sqs_functions(template)
+    (trigger,) = [t for t in provision.sqs_functions(template) if t.queue_logical_id == "SyncQueue"]
     assert trigger.logical_id == "SyncWorkerFunction"
     assert trigger.queue_logical_id == "SyncQueue"
     assert trigger.batch_size == 1
@@ -287,7 +295,8 @@ def test_only_functions_that_touch_sources_carry_the_connector_layer(
 
 
 @pytest.mark.parametrize(
-    "logical_id", ["ListSourcesFunction", "SyncStatusFunction", "GetSchemaFunction"]
+    "logical_id",
+    ["ListSourcesFunction", "SyncStatusFunction", "GetSchemaFunction", "ListSchedulesFunction"],
 )
 def test_read_only_functions_cannot_write(template: dict[str, Any], logical_id: str) -> None:
     actions, templates = actions_and_templates(template, logical_id)

@@ -20,6 +20,7 @@ from datasources.services.common import (
     open_source,
     tenant_for,
 )
+from datasources.services.schedules import remove_schedules, schedule_view
 
 if TYPE_CHECKING:
     from datasources.models.source_requests import ConnectRequest, TestConnectionRequest
@@ -38,6 +39,7 @@ def source_view(source: SourceRecord) -> dict[str, Any]:
         "updated_at": source.updated_at,
         "created_by": source.created_by,
         "last_sync": source.last_sync,
+        "schedule": schedule_view(source),
     }
 
 
@@ -114,8 +116,12 @@ def cleanup_sources(
         not_found = [sid for sid in dict.fromkeys(request.source_ids) if sid not in found]
     # Imported here: only cleanup touches jobs, and list shares this module.
     from datasources.dal.jobs import cancel_source_jobs
+    from datasources.sync.events import job_ended
 
     cancelled = cancel_source_jobs(tenant, [s.id for s in targets], now_iso())
+    for job_id in cancelled:
+        job_ended(tenant, job_id)
+    remove_schedules(targets)
     sources_dal.delete_sources(tenant, targets)
     for source in targets:
         delete_secret(source.secret_arn)
