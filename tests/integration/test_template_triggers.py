@@ -107,7 +107,7 @@ def test_the_trigger_function_coalesces_batches_and_retries_through_its_dlq(
         t for t in provision.sqs_functions(template) if t.queue_logical_id == "TriggerQueue"
     ]
     assert trigger.logical_id == "SyncTriggerFunction"
-    assert trigger.batch_size == 100 and trigger.batching_window == 20
+    assert trigger.batch_size == 100 and trigger.batching_window == 10
     assert trigger.report_batch_item_failures
     queue = props(template, "TriggerQueue")
     assert queue["VisibilityTimeout"] >= 6 * trigger.timeout

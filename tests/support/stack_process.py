@@ -88,7 +88,8 @@ def _wait_until_ready(process: subprocess.Popen[bytes], root_url: str, log_path:
         try:
             if requests.get(f"{root_url}/_local/health", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Not listening yet, or listening while init still imports the handlers.
             pass
         time.sleep(0.3)
     raise RuntimeError(
