@@ -111,17 +111,28 @@ def next_run(
     assert expression.classic_cron is not None
     from cronsim import CronSim
 
-    local = after.astimezone(zone(timezone)).replace(microsecond=0)
+    tz = zone(timezone)
+    start = after.astimezone(tz).replace(microsecond=0)
     years = _years(expression.years)
     last_year = max(years) if years else 2199
-    for candidate in CronSim(expression.classic_cron, local):
-        if candidate.year > last_year:
+    while True:
+        for candidate in CronSim(expression.classic_cron, start):
+            if candidate.year > last_year:
+                return None
+            if years is None or candidate.year in years:
+                fired = candidate.astimezone(dt.UTC)
+                if fired > after:
+                    return fired
+                continue
+            # Not an allowed year: jump to the start of the next one instead of stepping
+            # through every time of this one (a per-minute cron has half a million).
+            following = min((y for y in years if y > candidate.year), default=None)
+            if following is None:
+                return None
+            start = dt.datetime(following, 1, 1, tzinfo=tz) - dt.timedelta(minutes=1)
+            break
+        else:
             return None
-        if years is None or candidate.year in years:
-            fired = candidate.astimezone(dt.UTC)
-            if fired > after:
-                return fired
-    return None
 
 
 def _years(field: str) -> set[int] | None:
