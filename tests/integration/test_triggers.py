@@ -536,3 +536,36 @@ def test_a_cancelled_job_puts_a_sync_job_cancelled_event(stack: Stack, event_que
     assert event["detail-type"] == "Sync Job Cancelled"
     assert list(event["detail"]) == DETAIL_KEYS
     assert event["detail"]["status"] == "cancelled" and event["detail"]["job_id"] == job["job_id"]
+
+
+# ------------------------------------------------------------------ diagnosis
+
+
+def test_a_worker_failure_logs_its_ids_and_a_sanitized_traceback(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source_id = file_source(stack)
+    stack.configure(SYNC_TIME_BUDGET_SECONDS=0, MAX_RECEIVES=1)
+    job = stack.call("sync", body={"scope": "user", "source_ids": [source_id]}).data
+    # A failure whose raw message quotes a credential: it must not reach the log.
+    from datasources.connectors import file as file_connector
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("connect failed for postgresql://u:planted-log-secret@db/x")
+
+    stack._monkeypatch.setattr(file_connector.FileConnector, "read", explode)
+    capsys.readouterr()
+    stack.drain()
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    (failure,) = [
+        line
+        for line in lines
+        if line.get("message") == "sync unit attempt failed" and line["level"] == "ERROR"
+    ]
+    assert failure["job_id"] == job["job_id"]
+    assert failure["source_id"] == source_id and failure["stream"] == "orders"
+    assert failure["error_type"] == "RuntimeError"
+    assert "Traceback" in failure["traceback"] and "in explode" in failure["traceback"]
+    assert "planted-log-secret" not in json.dumps(lines)
