@@ -18,7 +18,7 @@ from datasources.tracing import tracer
 preload()  # at init: see preload()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict, context: object) -> dict:

@@ -569,3 +569,20 @@ def test_a_worker_failure_logs_its_ids_and_a_sanitized_traceback(
     assert failure["error_type"] == "RuntimeError"
     assert "Traceback" in failure["traceback"] and "in explode" in failure["traceback"]
     assert "planted-log-secret" not in json.dumps(lines)
+
+
+def test_an_invocation_does_not_carry_the_previous_ones_job_ids(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source_id = file_source(stack)
+    stack.configure(SYNC_TIME_BUDGET_SECONDS=0)
+    assert stack.call("sync", body={"scope": "user", "source_ids": [source_id]}).status_code == 202
+    stack.drain()  # the worker's lines carry that job's ids
+    capsys.readouterr()
+    stack.sqs.send_message(QueueUrl=stack.trigger_queue_url, MessageBody="{}")
+    stack.deliver_triggers()
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    (batch,) = [line for line in lines if line.get("message") == "trigger batch"]
+    assert not {"job_id", "source_id", "stream"} & set(batch)
