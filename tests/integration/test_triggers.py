@@ -541,8 +541,27 @@ def test_a_cancelled_job_puts_a_sync_job_cancelled_event(stack: Stack, event_que
 # ------------------------------------------------------------------ diagnosis
 
 
+@pytest.fixture
+def log_lines() -> Any:
+    """The service logger's exact JSON lines from now on (whatever stdout is captured)."""
+    import io
+    import logging
+
+    from datasources.observability import logger
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    std = logging.getLogger("datasources")
+    std.addHandler(handler)
+    yield lambda: [
+        json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")
+    ]
+    std.removeHandler(handler)
+
+
 def test_a_worker_failure_logs_its_ids_and_a_sanitized_traceback(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: Stack, log_lines: Any
 ) -> None:
     source_id = file_source(stack)
     stack.configure(SYNC_TIME_BUDGET_SECONDS=0, MAX_RECEIVES=1)
@@ -554,11 +573,8 @@ def test_a_worker_failure_logs_its_ids_and_a_sanitized_traceback(
         raise RuntimeError("connect failed for postgresql://u:planted-log-secret@db/x")
 
     stack._monkeypatch.setattr(file_connector.FileConnector, "read", explode)
-    capsys.readouterr()
     stack.drain()
-    lines = [
-        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
-    ]
+    lines = log_lines()
     (failure,) = [
         line
         for line in lines
@@ -572,17 +588,15 @@ def test_a_worker_failure_logs_its_ids_and_a_sanitized_traceback(
 
 
 def test_an_invocation_does_not_carry_the_previous_ones_job_ids(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: Stack, log_lines: Any
 ) -> None:
     source_id = file_source(stack)
     stack.configure(SYNC_TIME_BUDGET_SECONDS=0)
     assert stack.call("sync", body={"scope": "user", "source_ids": [source_id]}).status_code == 202
     stack.drain()  # the worker's lines carry that job's ids
-    capsys.readouterr()
+    already = len(log_lines())
     stack.sqs.send_message(QueueUrl=stack.trigger_queue_url, MessageBody="{}")
     stack.deliver_triggers()
-    lines = [
-        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
-    ]
+    lines = log_lines()[already:]
     (batch,) = [line for line in lines if line.get("message") == "trigger batch"]
     assert not {"job_id", "source_id", "stream"} & set(batch)

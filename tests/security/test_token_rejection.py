@@ -28,7 +28,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "sub": "user-1",
         "organization": "acme",
         "role": "admin",
-        "exp": NOW + 600,
+        "exp": NOW + 7200,
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}

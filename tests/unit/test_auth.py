@@ -36,7 +36,8 @@ def claims(**overrides: object) -> dict[str, object]:
         "sub": "user-1",
         "organization": "acme",
         "role": "member",
-        "exp": int(time.time()) + 300,
+        # Far enough ahead that a slow run (collection to call) cannot expire it.
+        "exp": int(time.time()) + 7200,
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -62,7 +63,7 @@ def test_header_name_is_case_insensitive() -> None:
     ("token_claims", "message"),
     [
         (claims(exp=int(time.time()) - 120), "expired"),
-        (claims(nbf=int(time.time()) + 600), "not valid yet"),
+        (claims(nbf=int(time.time()) + 3600), "not valid yet"),
         (claims(exp=None), "'exp'"),
         (claims(sub=None), "'sub'"),
         (claims(organization=None), "organization"),
