@@ -295,6 +295,12 @@ class _Provisioner:
             "AWS::S3::BucketPolicy": self._bucket_policy,
             "AWS::SQS::Queue": self._queue,
             "AWS::SecretsManager::Secret": self._secret,
+            # Triggers and events (moto implements Scheduler, EventBridge rules with
+            # SQS targets, and S3's EventBridge notifications).
+            "AWS::Scheduler::ScheduleGroup": self._schedule_group,
+            "AWS::IAM::Role": self._role,
+            "AWS::Events::Rule": self._rule,
+            "AWS::SQS::QueuePolicy": self._queue_policy,
         }
 
     def client(self, service: str) -> Any:
@@ -419,6 +425,11 @@ class _Provisioner:
             )
         if props.get("Tags"):
             s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": props["Tags"]})
+        if (props.get("NotificationConfiguration") or {}).get("EventBridgeConfiguration"):
+            s3.put_bucket_notification_configuration(
+                Bucket=name,
+                NotificationConfiguration={"EventBridgeConfiguration": {}},
+            )
         attrs = {
             "Arn": f"arn:aws:s3:::{name}",
             "DomainName": f"{name}.s3.amazonaws.com",
@@ -490,6 +501,61 @@ class _Provisioner:
                 raise
             arn = client.describe_secret(SecretId=name)["ARN"]
         return Provisioned("AWS::SecretsManager::Secret", arn, {"Id": arn, "Name": name})
+
+    def _schedule_group(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        client = self.client("scheduler")
+        name = props.get("Name") or self._default_name(logical_id)
+        try:
+            arn = client.create_schedule_group(Name=name)["ScheduleGroupArn"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConflictException":
+                raise
+            arn = client.get_schedule_group(Name=name)["Arn"]
+        return Provisioned("AWS::Scheduler::ScheduleGroup", name, {"Arn": arn})
+
+    def _role(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        iam = self.client("iam")
+        name = props.get("RoleName") or self._default_name(logical_id)[:64]
+        try:
+            role = iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+            )["Role"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "EntityAlreadyExists":
+                raise
+            role = iam.get_role(RoleName=name)["Role"]
+        for policy in props.get("Policies") or []:
+            iam.put_role_policy(
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(policy["PolicyDocument"]),
+            )
+        return Provisioned("AWS::IAM::Role", name, {"Arn": role["Arn"], "RoleId": role["RoleId"]})
+
+    def _rule(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        events = self.client("events")
+        name = props.get("Name") or self._default_name(logical_id)[:64]
+        bus = props.get("EventBusName") or "default"
+        arn = events.put_rule(
+            Name=name,
+            EventBusName=bus,
+            EventPattern=json.dumps(props["EventPattern"]),
+            State=props.get("State", "ENABLED"),
+            Description=props.get("Description", ""),
+        )["RuleArn"]
+        targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets") or []]
+        if targets:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+        return Provisioned("AWS::Events::Rule", name, {"Arn": arn})
+
+    def _queue_policy(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        sqs = self.client("sqs")
+        for url in props.get("Queues") or []:
+            sqs.set_queue_attributes(
+                QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+            )
+        return Provisioned("AWS::SQS::QueuePolicy", logical_id, {})
 
 
 def _denies_plain_http(statement: Mapping[str, Any]) -> bool:
@@ -684,6 +750,8 @@ class SqsTrigger:
     report_batch_item_failures: bool
     timeout: int
     memory_size: int
+    # MaximumBatchingWindowInSeconds: how long the poller gathers messages for one batch.
+    batching_window: int = 0
 
 
 def functions(template: Mapping[str, Any]) -> dict[str, FunctionSpec]:
@@ -758,6 +826,7 @@ def sqs_functions(template: Mapping[str, Any]) -> list[SqsTrigger]:
                     in (event.get("FunctionResponseTypes") or []),
                     timeout=spec.timeout,
                     memory_size=spec.memory_size,
+                    batching_window=int(event.get("MaximumBatchingWindowInSeconds", 0)),
                 )
             )
     return found

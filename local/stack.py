@@ -49,6 +49,7 @@ from local.provision import (
     routes,
     sqs_functions,
 )
+from local.scheduler_loop import EventLog, SchedulerLoop
 from local.tokens import local_jwt_secret, mint_token
 from local.worker_loop import WorkerLoop, schedules
 
@@ -76,9 +77,15 @@ class RunningStack:
     worker: WorkerLoop
     resources: LocalResources
     aws_endpoint: str
+    scheduler: SchedulerLoop | None = None
+    event_log: EventLog | None = None
 
     def stop(self) -> None:
         self.gateway.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.event_log is not None:
+            self.event_log.stop()
         self.worker.stop()
         self.moto.stop()
 
@@ -136,10 +143,15 @@ def start(
         # LOCAL_WORKER=off leaves the queues to a test that drives the worker itself.
         if os.environ.get("LOCAL_WORKER", "on").lower() not in {"off", "0", "false"}:
             worker.start()
+        # Schedules fire at their real times; completion events are printed as they land.
+        scheduler = SchedulerLoop(resources, group=resources.by_logical_id["SyncScheduleGroup"].ref)
+        scheduler.start()
+        event_log = EventLog(resources)
+        event_log.start()
     except BaseException:
         moto.stop()
         raise
-    return RunningStack(moto, gateway, worker, resources, endpoint)
+    return RunningStack(moto, gateway, worker, resources, endpoint, scheduler, event_log)
 
 
 def parse_parameter_overrides(text: str, template: dict[str, Any]) -> dict[str, str]:
@@ -238,6 +250,12 @@ AWS CLI / boto3 against the emulated endpoint (any credentials work):
   aws --endpoint-url {stack.aws_endpoint} s3 ls s3://{res.bucket_name}/ --recursive
   aws --endpoint-url {stack.aws_endpoint} s3 cp ./my.csv s3://{res.bucket_name}/uploads/{DEMO_ORG}/my.csv
   python -c 'import boto3; print(boto3.client("s3", endpoint_url="{stack.aws_endpoint}").list_buckets())'
+
+Triggers and events: schedules fire at their real times (POST $BASE/{DEMO_WORKSPACE}/schedule);
+an upload under s3://{res.bucket_name}/uploads/{DEMO_ORG}/ starts its on_upload sources; every
+ended job prints an "[event] Sync Job ..." line here, and reaches any rule you add:
+
+  aws --endpoint-url {stack.aws_endpoint} events put-rule --name my-jobs --event-pattern '{{"source":["datasources"]}}'
 
 Local stack ready. Ctrl-C stops it.
 """

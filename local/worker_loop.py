@@ -186,6 +186,18 @@ class WorkerLoop:
         messages: list[dict[str, Any]] = list(received.get("Messages") or [])
         if not messages:
             return 0
+        # Like Lambda's batching window: keep gathering until the batch is full or the
+        # window has passed since the first message (how a burst of uploads coalesces).
+        window_ends = time.monotonic() + trigger.batching_window
+        while len(messages) < trigger.batch_size and time.monotonic() < window_ends:
+            more = self.sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=min(trigger.batch_size - len(messages), 10),
+                WaitTimeSeconds=max(0, min(1, int(window_ends - time.monotonic()))),
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages.extend(more.get("Messages") or [])
         failed_ids = self.invoke(trigger, messages)
         for message in messages:
             if message["MessageId"] in failed_ids:

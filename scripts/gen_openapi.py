@@ -17,7 +17,7 @@ import yaml  # noqa: E402
 from pydantic import BaseModel, TypeAdapter  # noqa: E402
 from pydantic.json_schema import models_json_schema  # noqa: E402
 
-from datasources.models import requests, responses, source_requests  # noqa: E402
+from datasources.models import requests, responses, schedules, source_requests  # noqa: E402
 
 PREFIX = "/api/v1/data/{workspace_id}"
 ERRORS = {
@@ -48,6 +48,8 @@ def build() -> dict[str, Any]:
         responses.SchemaData,
         responses.PreviewData,
         responses.ErrorEnvelope,
+        schedules.ScheduleRequest,
+        schedules.SchedulesData,
     ]
     _, schema = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
@@ -234,6 +236,35 @@ def build() -> dict[str, Any]:
                         "content": json_content(envelope(ref("PreviewData"))),
                     },
                     **errors("400", "502", *common),
+                },
+            }
+        },
+        f"{PREFIX}/schedule": {
+            "post": {
+                "operationId": "setSchedule",
+                "summary": "Set (or with schedule null remove) the schedule of sources, all or none",
+                "parameters": [workspace],
+                "requestBody": {"required": True, "content": json_content(ref("ScheduleRequest"))},
+                "responses": {
+                    "200": {
+                        "description": "The schedules as set",
+                        "content": json_content(envelope(ref("SchedulesData"))),
+                    },
+                    **errors("400", *common),
+                },
+            }
+        },
+        f"{PREFIX}/schedules": {
+            "get": {
+                "operationId": "listSchedules",
+                "summary": "The schedules of the caller's sources in a scope",
+                "parameters": [workspace, *query_params(schedules.SchedulesQuery)],
+                "responses": {
+                    "200": {
+                        "description": "Every schedule of the scope",
+                        "content": json_content(envelope(ref("SchedulesData"))),
+                    },
+                    **errors("400", *common),
                 },
             }
         },

@@ -68,6 +68,8 @@ class Stack:
         "test": ("test_connection", "TestConnectionFunction"),
         "schema": ("get_schema", "GetSchemaFunction"),
         "preview": ("preview_source", "PreviewSourceFunction"),
+        "schedule": ("set_schedule", "SetScheduleFunction"),
+        "schedules": ("list_schedules", "ListSchedulesFunction"),
     }
 
     def __init__(self, resources: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,6 +83,7 @@ class Stack:
         self.secrets = boto3.client("secretsmanager", region_name="us-east-1")
         self.bucket = resources.bucket_name
         self.queue_url = resources.queue_url
+        self.trigger_queue_url = resources.by_logical_id["TriggerQueue"].ref
         self.default_token = mint()
 
     def configure(self, **env: Any) -> None:
@@ -185,6 +188,30 @@ class Stack:
                 return delivered
             self.deliver(messages[0], remaining_ms=remaining_ms)
         raise AssertionError("the queue did not drain")
+
+    # ---- the trigger side
+
+    def deliver_triggers(self, max_messages: int = 10) -> dict[str, Any]:
+        """Run the trigger function on one batch of the trigger queue, as its poller would."""
+        response = self.sqs.receive_message(
+            QueueUrl=self.trigger_queue_url,
+            MaxNumberOfMessages=max_messages,
+            AttributeNames=["All"],
+        )
+        messages = list(response.get("Messages", []))
+        if not messages:
+            return {"batchItemFailures": [], "delivered": 0}
+        from local.worker_loop import build_sqs_event
+
+        arn = self.resources.by_logical_id["TriggerQueue"].attrs["Arn"]
+        result = dict(self.handler("sync_trigger")(build_sqs_event(messages, arn), FakeContext()))
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(
+                    QueueUrl=self.trigger_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+        return {**result, "delivered": len(messages)}
 
     # ---- the landing zone
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 @cache
 def client(service: str) -> Any:
-    """A boto3 client for `service` ("dynamodb", "s3", "sqs", "secretsmanager")."""
+    """A boto3 client for `service` ("dynamodb", "s3", "sqs", "secretsmanager", "scheduler", "events")."""
     import boto3
     from botocore.config import Config
 

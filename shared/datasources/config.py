@@ -53,6 +53,18 @@ class Settings(BaseModel):
     job_ttl_days: int = 90
     secret_recovery_days: int = 7
 
+    # Triggers and events. The schedule function manages one EventBridge Scheduler
+    # schedule per source in `schedule_group`; each sends to the trigger queue as
+    # `scheduler_role_arn`. Ended jobs put their event on `event_bus_name`.
+    schedule_group: str = ""
+    scheduler_role_arn: str = ""
+    trigger_queue_arn: str = ""
+    trigger_queue_url: str = ""
+    event_bus_name: str = "default"
+    # How long a trigger's idempotency record is kept (duplicate deliveries come
+    # within minutes; Scheduler and EventBridge retry for up to 24 hours).
+    trigger_dedup_days: int = 2
+
     @field_validator("jwt_algorithms", "allowed_cidrs", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
@@ -90,6 +102,12 @@ class Settings(BaseModel):
             "retry_delay_seconds": "RETRY_DELAY_SECONDS",
             "job_ttl_days": "JOB_TTL_DAYS",
             "secret_recovery_days": "SECRET_RECOVERY_DAYS",
+            "schedule_group": "SCHEDULE_GROUP",
+            "scheduler_role_arn": "SCHEDULER_ROLE_ARN",
+            "trigger_queue_arn": "TRIGGER_QUEUE_ARN",
+            "trigger_queue_url": "TRIGGER_QUEUE_URL",
+            "event_bus_name": "EVENT_BUS_NAME",
+            "trigger_dedup_days": "TRIGGER_DEDUP_DAYS",
         }
         values = {field: os.environ[env] for field, env in names.items() if os.environ.get(env)}
         return cls.model_validate(values)

@@ -35,6 +35,8 @@ EXPECTED_ROUTES = {
     ("POST", "/api/v1/data/{workspace_id}/test-connection"): "TestConnectionFunction",
     ("GET", "/api/v1/data/{workspace_id}/schema"): "GetSchemaFunction",
     ("GET", "/api/v1/data/{workspace_id}/preview"): "PreviewSourceFunction",
+    ("POST", "/api/v1/data/{workspace_id}/schedule"): "SetScheduleFunction",
+    ("GET", "/api/v1/data/{workspace_id}/schedules"): "ListSchedulesFunction",
 }
 CODE_URIS = {
     "ConnectSourcesFunction": "functions/connect_sources",
@@ -47,16 +49,22 @@ CODE_URIS = {
     "PreviewSourceFunction": "functions/preview_source",
     "SyncWorkerFunction": "functions/sync_worker",
     "SyncReaperFunction": "functions/sync_reaper",
+    "SetScheduleFunction": "functions/set_schedule",
+    "ListSchedulesFunction": "functions/list_schedules",
+    "SyncTriggerFunction": "functions/sync_trigger",
 }
 LIGHT_FUNCTIONS = [
     "ConnectSourcesFunction",
     "ListSourcesFunction",
     "CleanupSourcesFunction",
     "SyncStatusFunction",
+    "SetScheduleFunction",
+    "ListSchedulesFunction",
 ]
 HEAVY_FUNCTIONS = [
     "SyncSourcesFunction",
     "SyncWorkerFunction",
+    "SyncTriggerFunction",
     "TestConnectionFunction",
     "GetSchemaFunction",
     "PreviewSourceFunction",
@@ -294,7 +302,13 @@ def test_only_functions_that_touch_sources_carry_the_connector_layer(
 
 @pytest.mark.parametrize(
     "logical_id",
-    ["ListSourcesFunction", "SyncStatusFunction", "GetSchemaFunction", "PreviewSourceFunction"],
+    [
+        "ListSourcesFunction",
+        "SyncStatusFunction",
+        "GetSchemaFunction",
+        "PreviewSourceFunction",
+        "ListSchedulesFunction",
+    ],
 )
 def test_read_only_functions_cannot_write(template: dict[str, Any], logical_id: str) -> None:
     actions, templates = actions_and_templates(template, logical_id)

@@ -52,6 +52,8 @@ class JobRecord(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     error: str | None = None
+    # Who started the job: "api" (POST /sync), "schedule" or "upload".
+    trigger: str = "api"
 
 
 class UnitRecord(BaseModel):

@@ -6,6 +6,9 @@ sk = SOURCE#{source_id}                  a source
      JOB#{job_id}                        a sync job
      JOB#{job_id}#UNIT#{unit_id}         one (source, stream) work unit of a job
      STATE#{source_id}#{stream}          committed incremental state of a stream
+     TRIGGER#{key}                       a trigger already handled (idempotency, with TTL)
+pk = ORG#{org}#UPLOADS, sk = SOURCE#{source_id}: the organization's on_upload sources,
+     so an S3 event (which names only a key) finds them with one Query
 
 Every read and write names the full pk, which starts with the caller's organization,
 so no code path can address another tenant's items.
@@ -64,3 +67,11 @@ STATE_PREFIX = "STATE#"
 
 def state_sk(source_id: str, stream: str) -> str:
     return f"{STATE_PREFIX}{source_id}#{stream}"
+
+
+def uploads_pk(organization: str) -> str:
+    return f"ORG#{organization}#UPLOADS"
+
+
+def trigger_sk(key: str) -> str:
+    return f"TRIGGER#{key}"

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from datasources import aws
-from datasources.dal.keys import STATE_PREFIX, Tenant, name_sk, source_sk, state_sk
+from datasources.dal.keys import STATE_PREFIX, Tenant, name_sk, source_sk, state_sk, uploads_pk
 from datasources.errors import BadRequest, NameConflict, StorageError
 from datasources.models.common import SOURCE_ID_PATTERN, fullmatches
 from datasources.tokens import (
@@ -38,6 +38,12 @@ class SourceRecord(BaseModel):
     last_sync: dict[str, Any] | None = None
     lease_job: str | None = None
     lease_expires: int | None = None
+    # The source's schedule (config) and its run state, kept on the source item so a
+    # source and its schedule are read, listed and deleted together.
+    schedule: dict[str, Any] | None = None
+    schedule_failures: int = 0
+    schedule_paused: str | None = None
+    schedule_last_run: dict[str, Any] | None = None
 
     def to_item(self, tenant: Tenant) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -75,6 +81,12 @@ class SourceRecord(BaseModel):
             last_sync=json.loads(item["last_sync"]) if item.get("last_sync") else None,
             lease_job=item.get("lease_job"),
             lease_expires=int(item["lease_expires"]) if item.get("lease_expires") else None,
+            schedule=json.loads(item["schedule"]) if item.get("schedule") else None,
+            schedule_failures=int(item.get("schedule_failures") or 0),
+            schedule_paused=item.get("schedule_paused"),
+            schedule_last_run=(
+                json.loads(item["schedule_last_run"]) if item.get("schedule_last_run") else None
+            ),
         )
 
 
@@ -190,6 +202,8 @@ def delete_sources(
     for source in sources:
         keys.append({"pk": tenant.pk, "sk": source_sk(source.id)})
         keys.append({"pk": tenant.pk, "sk": name_sk(source.name)})
+        if source.schedule and source.schedule.get("schedule") == "on_upload":
+            keys.append({"pk": uploads_pk(tenant.organization), "sk": source_sk(source.id)})
         if states is not None:
             keys.extend(states.get(source.id, []))
             continue

@@ -51,8 +51,10 @@ class Table:
     def put_item(self, **params: Any) -> None:
         self.client.put_item(TableName=self.name, **_wire_action(params))
 
-    def update_item(self, **params: Any) -> None:
-        self.client.update_item(TableName=self.name, **_wire_action(params))
+    def update_item(self, **params: Any) -> dict[str, Any]:
+        """The update's `Attributes` (with `ReturnValues`) as plain values, else {}."""
+        response = self.client.update_item(TableName=self.name, **_wire_action(params))
+        return _plain(response.get("Attributes") or {})
 
     def delete_item(self, **params: Any) -> None:
         self.client.delete_item(TableName=self.name, **_wire_action(params))

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from datasources.connectors.base import Column
+from datasources.models.schedules import ScheduleView
 
 
 class SourceView(BaseModel):
@@ -22,6 +23,9 @@ class SourceView(BaseModel):
     updated_at: str
     created_by: str
     last_sync: dict[str, Any] | None
+    schedule: ScheduleView | None = Field(
+        default=None, description="The source's schedule (POST /schedule), or null"
+    )
 
 
 class ConnectData(BaseModel):
@@ -56,6 +60,7 @@ class SyncJobView(BaseModel):
     job_id: str | None
     status: Literal["queued", "running", "completed", "failed", "cancelled"]
     records_processed: int
+    trigger: Literal["api", "schedule", "upload"] | None = None
     sources: list[SourceProgress]
     options: dict[str, Any] | None = None
     created_at: str | None = None

@@ -20,6 +20,7 @@ from datasources.services.common import (
     open_source,
     tenant_for,
 )
+from datasources.services.schedules import schedule_view
 
 if TYPE_CHECKING:
     from datasources.models.connection import ConfigModel
@@ -39,6 +40,7 @@ def source_view(source: SourceRecord) -> dict[str, Any]:
         "updated_at": source.updated_at,
         "created_by": source.created_by,
         "last_sync": source.last_sync,
+        "schedule": schedule_view(source),
     }
 
 

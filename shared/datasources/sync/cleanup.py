@@ -66,6 +66,8 @@ def remove_sources(
     At least one chunk is removed per call, so a continuation always makes progress.
     """
     from datasources.dal.jobs import cancel_source_jobs
+    from datasources.services.schedules import remove_schedules
+    from datasources.sync.events import job_ended
 
     progress = CleanupProgress()
     states = sources_dal.state_keys_by_source(tenant) if len(targets) > CHUNK else None
@@ -77,7 +79,11 @@ def remove_sources(
             break
         began = time.monotonic()
         chunk = targets[start : start + CHUNK]
-        progress.cancelled_jobs += cancel_source_jobs(tenant, [s.id for s in chunk], now())
+        cancelled = cancel_source_jobs(tenant, [s.id for s in chunk], now())
+        for job_id in cancelled:
+            job_ended(tenant, job_id)  # exactly the calls that cancelled it get here
+        progress.cancelled_jobs += cancelled
+        remove_schedules(chunk)
         for source in chunk:
             delete_secret(source.secret_arn)
         sources_dal.delete_sources(tenant, chunk, states)

@@ -42,7 +42,9 @@ from datasources.errors import (
 )
 from datasources.limits import deadline_from
 from datasources.models.requests import SyncOptions, SyncRequest
+from datasources.observability import failure_metric, log_failure, logger, unit_metrics
 from datasources.services.common import choose_cursor, new_id, now_iso, open_source, tenant_for
+from datasources.sync.events import job_ended
 from datasources.sync.readahead import ReadAhead
 from datasources.sync.status import job_status
 
@@ -102,10 +104,8 @@ def start_sync(
     principal: Principal, workspace_id: str, request: SyncRequest, remaining_ms: RemainingMillis
 ) -> dict[str, Any]:
     """Create a job, work it inline while the time budget lasts, enqueue the rest."""
-    settings = get_settings()
     principal.require_write(request.scope)
     tenant = tenant_for(principal, workspace_id, request.scope)
-    options = request.sync_options
     if request.source_ids:
         found = sources_dal.get_sources(tenant, request.source_ids)
         missing = [sid for sid in request.source_ids if sid not in found]
@@ -116,6 +116,27 @@ def start_sync(
         sources = [found[sid] for sid in dict.fromkeys(request.source_ids)]
     else:
         sources = list(sources_dal.iter_all_sources(tenant))
+    return run_job(
+        tenant, sources, request.sync_options, remaining_ms, created_by=principal.sub, trigger="api"
+    )
+
+
+def run_job(
+    tenant: Tenant,
+    sources: list[SourceRecord],
+    options: SyncOptions,
+    remaining_ms: RemainingMillis,
+    *,
+    created_by: str,
+    trigger: str,
+) -> dict[str, Any]:
+    """Plan and start a job over `sources`; `trigger` says who asked (api, schedule, upload).
+
+    Works inline while the time budget lasts (none for a trigger, which hands every
+    unit to the worker), enqueues the rest. Raises SyncAlreadyRunning (409) when a
+    source is leased by a live job.
+    """
+    settings = get_settings()
     if not sources:
         return {"job_id": None, "status": "completed", "records_processed": 0, "sources": []}
     if len(sources) > MAX_SOURCES_PER_JOB:
@@ -138,8 +159,9 @@ def start_sync(
             source_ids=[s.id for s in sources],
             options=options.model_dump(),
             created_at=now,
-            created_by=principal.sub,
+            created_by=created_by,
             unit_count=len(units),
+            trigger=trigger,
         )
         expires_at = int(time.time()) + settings.job_ttl_days * 86400
         jobs_dal.create_job(
@@ -148,13 +170,16 @@ def start_sync(
         jobs_dal.put_units(tenant, units, expires_at=expires_at)
         jobs_dal.mark_job_running(tenant, job_id, now)
         job.status = "running"
+        logger.append_keys(job_id=job_id)
         for unit in units:
             if time.monotonic() >= deadline:
                 _enqueue(tenant, unit)
                 continue
+            logger.append_keys(source_id=unit.source_id, stream=unit.stream)
             try:
                 outcome = _run_unit(tenant, job, unit, connectors.get(unit.source_id), deadline)
             except Exception as exc:  # noqa: BLE001 - any failure ends this unit, reported on the job
+                log_failure("sync unit failed", exc, _describe(exc))
                 if is_transient(exc):
                     # As the worker would: retry from the queue, not fail the job at once.
                     jobs_dal.record_attempt_error(tenant, unit, _describe(exc))
@@ -497,6 +522,7 @@ def end_job(tenant: Tenant, job_id: str, *, status: str, error: str | None) -> b
         sweep_unit(tenant, unit)
     if ended:
         _record_last_sync(tenant, job, status, finished, jobs_dal.get_units(tenant, job_id))
+        job_ended(tenant, job_id)
     return ended
 
 
@@ -552,6 +578,7 @@ def _finish_job_if_done(tenant: Tenant, job_id: str) -> None:
     finished = now_iso()
     if jobs_dal.finish_job(tenant, job, status=status, finished_at=finished, error=error):
         _record_last_sync(tenant, job, status, finished, units)
+        job_ended(tenant, job_id)
 
 
 def _record_last_sync(
@@ -616,6 +643,7 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
         return
     if int(message.get("seq", 0)) < unit.continuation_seq:
         return  # a newer continuation of this unit is in the queue: this one is stale
+    logger.append_keys(job_id=job.job_id, source_id=unit.source_id, stream=unit.stream)
     source = sources_dal.get_source(tenant, unit.source_id)
     if source is None:
         jobs_dal.end_unit(tenant, unit, status="cancelled", error=None, finished_at=now_iso())
@@ -625,11 +653,14 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
     deadline = time.monotonic() + max(0.0, remaining_ms() / 1000 - settings.worker_reserve_seconds)
     connectors = _Connectors(tenant, {source.id: source})
     started_seq = unit.seq
+    before = (unit.records, unit.bytes, unit.seq, time.monotonic())
     try:
         with deadline_from(remaining_ms()):  # upstream reads end before the function does
             outcome = _run_unit(tenant, job, unit, connectors.get(source.id), deadline)
     except Exception as exc:
         error = _describe(exc)
+        log_failure("sync unit attempt failed", exc, error)
+        failure_metric(exc)
         stored = _stored(tenant, unit)
         if stored.status in TERMINAL:
             _finish_job_if_done(tenant, job.job_id)
@@ -649,6 +680,12 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
         raise
     finally:
         connectors.close()
+    unit_metrics(
+        records=unit.records - before[0],
+        size=unit.bytes - before[1],
+        parts=unit.seq - before[2],
+        seconds=time.monotonic() - before[3],
+    )
     if outcome.status == "more":
         _enqueue(tenant, unit)
     else:

@@ -79,6 +79,7 @@ def job_status(tenant: Tenant, job_id: str) -> dict[str, Any]:
         "job_id": job.job_id,
         "status": job.status,
         "records_processed": job.records_processed,
+        "trigger": job.trigger,
         "sources": sources,
         "options": job.options,
         "created_at": job.created_at,
