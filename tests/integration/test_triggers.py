@@ -204,14 +204,16 @@ def test_bad_sync_options_and_too_many_sources_are_422(stack: Stack) -> None:
 
 def test_on_upload_is_only_for_file_sources_under_the_organizations_uploads(stack: Stack) -> None:
     own = folder_source(stack)
-    stack.s3.put_object(Bucket=stack.bucket, Key="org=acme/ws/x.csv", Body=CSV)
+    # Synced data of a source the caller can see: readable, but not an upload.
+    synced = f"org=acme/workspace=ws_demo/source={own}/stream=orders/job=j1/x.csv"
+    stack.s3.put_object(Bucket=stack.bucket, Key=synced, Body=CSV)
     body = {
         "scope": "user",
         "sources": [
             {
                 "type": "file",
                 "name": "synced",
-                "connection_config": {"url": f"s3://{stack.bucket}/org=acme/ws/x.csv"},
+                "connection_config": {"url": f"s3://{stack.bucket}/{synced}"},
             },
             {
                 "type": "api",
@@ -536,6 +538,29 @@ def test_a_cancelled_job_puts_a_sync_job_cancelled_event(stack: Stack, event_que
     assert event["detail-type"] == "Sync Job Cancelled"
     assert list(event["detail"]) == DETAIL_KEYS
     assert event["detail"]["status"] == "cancelled" and event["detail"]["job_id"] == job["job_id"]
+
+
+def test_a_job_the_reaper_ends_puts_one_sync_job_failed_event(
+    stack: Stack, event_queue: str
+) -> None:
+    # Given a job whose worker vanished (its message taken, no progress), when the reaper
+    # ends it past its lease, then one Failed event says so, and a second pass adds none.
+    import time
+
+    from datasources.sync.reaper import reap
+
+    source_id = file_source(stack)
+    stack.configure(SYNC_TIME_BUDGET_SECONDS=0)
+    job = stack.call("sync", body={"scope": "user", "source_ids": [source_id]}).data
+    stack.receive()  # taken by a worker that dies: nothing comes back
+    later = time.time() + 900 + 5  # past the lease
+    assert reap(now=later) == [job["job_id"]]
+    assert reap(now=later + 300) == []
+    (event,) = received_events(stack, event_queue)
+    assert event["detail-type"] == "Sync Job Failed"
+    assert list(event["detail"]) == DETAIL_KEYS
+    assert event["detail"]["job_id"] == job["job_id"]
+    assert event["detail"]["error"].startswith("stalled")
 
 
 # ------------------------------------------------------------------ diagnosis
