@@ -19,6 +19,7 @@ from datasources_client import (
     Client,
     ConfigurationError,
     Conflict,
+    Forbidden,
     NotFound,
     Preview,
     Schema,
@@ -390,3 +391,30 @@ def test_set_list_and_remove_schedules() -> None:
     assert json.loads(seen[1].content)["schedule"] is None
     assert seen[2].url.path == "/api/v1/data/ws/schedules"
     assert seen[2].url.params["scope"] == "organization"
+
+
+def test_schedules_against_the_local_stack(
+    client: Client, local_stack: LocalStack, workspace: str, orders_api: Any
+) -> None:
+    # Given a connected source, when its schedule is set, listed and removed through the
+    # client, then the server's answers come back typed, and a viewer may only read.
+    (source,) = client.connect(workspace, [api_source(orders_api)])
+    (scheduled,) = client.set_schedule(
+        workspace, [source.id], "cron(0 3 * * ? *)", timezone="Europe/Rome"
+    )
+    assert scheduled.source_id == source.id and scheduled.schedule == "cron(0 3 * * ? *)"
+    assert scheduled.timezone == "Europe/Rome" and scheduled.enabled is True
+    assert scheduled.next_run_at and scheduled.consecutive_failures == 0
+    assert [s.source_id for s in client.list_schedules(workspace)] == [source.id]
+
+    viewer = Client(local_stack.base_url, local_stack.token(role="viewer"))
+    with viewer:
+        assert [s.source_id for s in viewer.list_schedules(workspace)] == [source.id]
+        with pytest.raises(Forbidden):
+            viewer.set_schedule(workspace, [source.id], "rate(1 hour)")
+    with pytest.raises(ValidationFailed):
+        client.set_schedule(workspace, [source.id], "rate(30 seconds)")
+
+    # Removal answers with the schedules that remain of those sources: none.
+    assert client.set_schedule(workspace, [source.id], None) == []
+    assert client.list_schedules(workspace) == []
