@@ -95,9 +95,10 @@ build: venv $(SAM_VENV)/.installed
 	PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
 	$(PY) scripts/check_build.py .aws-sam/build
 
-# `make bench`: cold start, warm latency, sync throughput (beside the COPY floor and dlt)
-# and memory; prints one table and writes bench/results.json. dlt runs in its own venv
-# so its dependencies cannot disturb the product's pins.
+# `make bench`: cold start, warm latency, sync throughput from PostgreSQL and MariaDB
+# (beside each server's floor and dlt) and memory; prints one table and writes
+# bench/results.json. dlt runs in its own venv so its dependencies cannot disturb the
+# product's pins.
 BENCH_VENV := .venv-bench
 
 .PHONY: bench

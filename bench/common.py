@@ -30,6 +30,14 @@ PG_PASSWORD = os.environ.get("DS_TEST_DB_PASSWORD", "ds_test_pw")
 PG_DB = os.environ.get("DS_TEST_DB_NAME", "ds_test")
 PG_SCHEMA = "bench"
 
+# The local MariaDB of scripts/databases.sh. The bench tables live in a database of
+# their own (MySQL's "schema"), named apart from the tests' databases.
+MY_HOST = os.environ.get("DS_TEST_DB_HOST", "127.0.0.1")
+MY_PORT = int(os.environ.get("DS_TEST_MYSQL_PORT", "53306"))
+MY_USER = PG_USER
+MY_PASSWORD = PG_PASSWORD
+MY_DB = "ds_bench"
+
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"
 ORG, SUB, WORKSPACE = "acme", "user-1", "ws_demo"
 
@@ -61,6 +69,24 @@ def pg_connect() -> Any:
         user=PG_USER,
         password=PG_PASSWORD,
         dbname=PG_DB,
+        autocommit=True,
+        connect_timeout=5,
+    )
+
+
+def my_dsn(driver: str = "mysql") -> str:
+    return f"{driver}://{MY_USER}:{MY_PASSWORD}@{MY_HOST}:{MY_PORT}/{MY_DB}"
+
+
+def my_connect(database: str | None = MY_DB) -> Any:
+    import pymysql
+
+    return pymysql.connect(
+        host=MY_HOST,
+        port=MY_PORT,
+        user=MY_USER,
+        password=MY_PASSWORD,
+        database=database,
         autocommit=True,
         connect_timeout=5,
     )

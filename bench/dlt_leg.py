@@ -1,12 +1,16 @@
-"""dlt's leg: load one PostgreSQL table into local Parquet files with `sql_table`.
+"""dlt's leg: load one PostgreSQL or MariaDB table into local Parquet files with `sql_table`.
 
 Runs in the separate bench venv (dlt and its dependencies must not touch the product's
 pins), from the repository root:
 
-    .venv-bench/bin/python -m bench.dlt_leg <schema.table> <backend> <chunk_size> <result.json>
+    .venv-bench/bin/python -m bench.dlt_leg <engine> <schema.table> <backend> <chunk_size> \
+        <result.json> [max_rows]
 
-`backend` is `connectorx` (dlt's fastest) or `pyarrow`. The clock covers the whole
-`pipeline.run` (extract, normalize, load), which is what a user waits for.
+`engine` is `postgresql` or `mariadb`; `backend` is `connectorx` (dlt's fastest),
+`pyarrow`, or `sqlalchemy` (dlt's default: Python rows). `max_rows` stops the load
+after that many rows (whole chunks), for a backend too slow to read a whole table
+within the bench's time. The clock covers the whole `pipeline.run` (extract,
+normalize, load), which is what a user waits for.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import peak_rss_mb, pg_dsn, write_json
+from bench.common import my_dsn, peak_rss_mb, pg_dsn, write_json
 
 # No telemetry, no network: only the loopback database is reached.
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
@@ -30,8 +34,12 @@ def parquet_bytes(root: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def run(qualified: str, backend: str, chunk_size: int) -> dict[str, object]:
+def run(
+    engine: str, qualified: str, backend: str, chunk_size: int, max_rows: int | None = None
+) -> dict[str, object]:
     schema, table = qualified.split(".", 1)
+    if max_rows:
+        chunk_size = min(chunk_size, max_rows)
     work = Path(tempfile.mkdtemp(prefix="dlt-bench-"))
     try:
         started_import = time.perf_counter()
@@ -40,15 +48,21 @@ def run(qualified: str, backend: str, chunk_size: int) -> dict[str, object]:
 
         import_s = time.perf_counter() - started_import
         started = time.perf_counter()
-        # SQLAlchemy reflects through psycopg 3; ConnectorX gets the plain URL from dlt.
+        # SQLAlchemy reflects through psycopg 3 or PyMySQL; ConnectorX gets the plain
+        # URL (postgresql://, mysql://) from dlt.
+        credentials = (
+            my_dsn("mysql+pymysql") if engine == "mariadb" else pg_dsn("postgresql+psycopg")
+        )
         source = sql_table(
-            credentials=pg_dsn("postgresql+psycopg"),
+            credentials=credentials,
             schema=schema,
             table=table,
             backend=backend,
             chunk_size=chunk_size,
             reflection_level="full",
         )
+        if max_rows:
+            source.add_limit(-(-max_rows // chunk_size))
         pipeline = dlt.pipeline(
             pipeline_name=f"bench_{table}_{backend}",
             pipelines_dir=str(work / "pipelines"),
@@ -70,6 +84,7 @@ def run(qualified: str, backend: str, chunk_size: int) -> dict[str, object]:
             "parquet_files": files,
             "parquet_bytes": size,
             "backend": backend,
+            "engine": engine,
             "chunk_size": chunk_size,
             "dlt_version": dlt.__version__,
             "connectorx_version": connectorx.__version__,
@@ -80,8 +95,9 @@ def run(qualified: str, backend: str, chunk_size: int) -> dict[str, object]:
 
 
 def main() -> None:
-    qualified, backend, chunk_size, result_path = sys.argv[1:5]
-    write_json(result_path, run(qualified, backend, int(chunk_size)))
+    engine, qualified, backend, chunk_size, result_path = sys.argv[1:6]
+    max_rows = int(sys.argv[6]) if len(sys.argv) > 6 else None
+    write_json(result_path, run(engine, qualified, backend, int(chunk_size), max_rows))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ from typing import Any
 from bench.common import (
     EVENTS_DIR,
     JWT_SECRET,
+    MY_DB,
+    MY_HOST,
+    MY_PASSWORD,
+    MY_PORT,
+    MY_USER,
     ORG,
     PG_DB,
     PG_HOST,
@@ -34,7 +39,16 @@ def mint_token(ttl_s: int = 3600) -> str:
     return str(jwt.encode(claims, JWT_SECRET, algorithm="HS256"))
 
 
-def local_database_config() -> dict[str, Any]:
+def local_database_config(engine: str = "postgresql") -> dict[str, Any]:
+    if engine == "mariadb":
+        return {
+            "engine": "mariadb",
+            "host": MY_HOST,
+            "port": MY_PORT,
+            "database": MY_DB,
+            "username": MY_USER,
+            "password": MY_PASSWORD,
+        }
     return {
         "engine": "postgresql",
         "host": PG_HOST,

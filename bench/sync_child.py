@@ -1,6 +1,8 @@
-"""One product sync in a fresh process: PostgreSQL table → landing bucket (moto server).
+"""One product sync in a fresh process: PostgreSQL or MariaDB table → landing bucket
+(moto server).
 
-    python -m bench.sync_child <schema.table> <rows> <batch_size> <result.json> [profile.out]
+    python -m bench.sync_child <engine> <schema.table> <rows> <batch_size> <result.json> \
+        [profile.out]
 
 The environment is the sync function's, from template.yaml, pointed at the moto server.
 The source is connected through the connect handler, then the sync handler runs the
@@ -51,8 +53,8 @@ def api_event(function_dir: str, token: str, body: dict[str, Any]) -> dict[str, 
 
 
 def main() -> None:
-    qualified, rows, batch_size, result_path = sys.argv[1:5]
-    profile_path = sys.argv[5] if len(sys.argv) > 5 else None
+    engine, qualified, rows, batch_size, result_path = sys.argv[1:6]
+    profile_path = sys.argv[6] if len(sys.argv) > 6 else None
     token = _token()
     sys.path.insert(0, str(ROOT / "shared"))
     from bench.events import local_database_config
@@ -62,7 +64,13 @@ def main() -> None:
     connect = load_handler("functions/connect_sources")
     sync = load_handler("functions/sync_sources")
     schema, table = qualified.split(".", 1)
-    config = {**local_database_config(), "schemas": [schema], "tables": [table]}
+    if engine == "mariadb":
+        # A MySQL source is scoped to its database; its streams are bare table names.
+        config = {**local_database_config(engine), "tables": [table]}
+        stream = table
+    else:
+        config = {**local_database_config(engine), "schemas": [schema], "tables": [table]}
+        stream = qualified
     connected = connect(
         api_event(
             "connect_sources",
@@ -91,7 +99,7 @@ def main() -> None:
             "incremental": False,
             "batch_size": int(batch_size),
             "format": "parquet",
-            "streams": [qualified],
+            "streams": [stream],
         },
     }
     event = api_event("sync_sources", token, body)

@@ -16,7 +16,7 @@ import pytest
 
 from datasources.connectors.base import ConnectorContext, StreamState
 from datasources.connectors.database import CsvBatchParser, open_database_connector
-from datasources.connectors.mysql import MySqlConnector
+from datasources.connectors.mysql import MySqlConnector, _csv_line
 from tests.connectors import db_fixtures as fx
 
 pytestmark = pytest.mark.mysql
@@ -32,6 +32,14 @@ NASTY = [
     '"',
     "  spaced  ",
 ]
+
+
+SIZES = [0, 1, 200, 240, 250, 251, 252, 3000, 8180, 8192, 8200, 65000, 65536, 70000, 200000]
+SIZES += [(i * 7919) % 9000 for i in range(200)]
+
+
+def sized_text(size: int) -> str:
+    return ('ab,"c"\n' * (size // 7 + 1))[:size]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +97,20 @@ def csv_db() -> Iterator[str]:
         cur.executemany(
             f"INSERT INTO {DB}.pairs VALUES (%s, %s, %s)",
             [(r, s, f"{r}{s}") for r in ("eu", "us", "ap") for s in range(1, 34)],
+        )
+        # Rows of every size class of the protocol (1-, 3- and 4-byte length prefixes),
+        # which fall across the socket file's buffer at every offset; NOT NULL columns
+        # with empty values, which the CSV select reads without IFNULL.
+        cur.execute(
+            f"CREATE TABLE {DB}.sizes (id INT PRIMARY KEY, t MEDIUMTEXT NOT NULL, "
+            "b MEDIUMBLOB NOT NULL, n INT NOT NULL, note VARCHAR(20))"
+        )
+        cur.executemany(
+            f"INSERT INTO {DB}.sizes VALUES (%s, %s, %s, %s, %s)",
+            [
+                (i, sized_text(size), bytes(range(256))[: size % 300], -i, None if i % 2 else "x")
+                for i, size in enumerate(SIZES, start=1)
+            ],
         )
         cur.execute(f"CREATE TABLE {DB}.zero (id INT PRIMARY KEY, d DATETIME)")
         cur.execute("SET SESSION sql_mode = ''")
@@ -190,3 +212,33 @@ def test_a_read_stopped_mid_statement_leaves_the_connector_usable(csv_db, db_con
     finally:
         conn.close()
     assert sum(b.records.num_rows for b in again) == 99
+
+
+@pytest.mark.parametrize("batch", [3, 1000])
+def test_rows_of_every_size_and_not_null_columns_read_as_the_row_path(
+    csv_db, db_context, monkeypatch, batch
+):
+    fast, fast_tokens, parsed = read_all(
+        db_context, "sizes", batch, fast=True, monkeypatch=monkeypatch
+    )
+    slow, slow_tokens, _ = read_all(db_context, "sizes", batch, fast=False, monkeypatch=monkeypatch)
+    assert parsed == -(-len(SIZES) // batch)
+    assert fast.equals(slow)
+    assert fast_tokens == slow_tokens
+    assert [len(t) for t in fast.column("t").to_pylist()] == SIZES
+    assert fast.column("b").to_pylist()[0] == b""
+
+
+def test_the_csv_select_wraps_only_the_columns_that_can_be_null(csv_db, db_context):
+    conn = connector(db_context)
+    try:
+        meta = conn._lookup("sizes")
+    finally:
+        conn.close()
+    assert meta is not None
+    line = _csv_line(meta.table)
+    assert line is not None
+    assert line.count("IFNULL(") == 1  # only `note`
+    assert "IFNULL(CONCAT('\"', REPLACE(CONVERT(`note` USING" in line
+    view = meta.table.model_copy(update={"kind": "view"})
+    assert (_csv_line(view) or "").count("IFNULL(") == 5
