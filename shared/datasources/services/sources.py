@@ -20,7 +20,6 @@ from datasources.services.common import (
     open_source,
     tenant_for,
 )
-from datasources.services.schedules import schedule_view
 
 if TYPE_CHECKING:
     from datasources.models.connection import ConfigModel
@@ -40,8 +39,18 @@ def source_view(source: SourceRecord) -> dict[str, Any]:
         "updated_at": source.updated_at,
         "created_by": source.created_by,
         "last_sync": source.last_sync,
-        "schedule": schedule_view(source),
+        "schedule": _schedule_view(source),
     }
+
+
+def _schedule_view(source: SourceRecord) -> dict[str, Any] | None:
+    if not source.schedule:
+        return None
+    # Imported at the first scheduled source, not at init: connect and list start
+    # without the schedule models and the expression parser (cold start, make bench).
+    from datasources.services.schedules import schedule_view
+
+    return schedule_view(source)
 
 
 def _with_engines(sources: list[Any]) -> list[ConfigModel]:
