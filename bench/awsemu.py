@@ -17,24 +17,28 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.common import JWT_SECRET, ROOT, log
+
+if TYPE_CHECKING:
+    from local.provision import LocalResources
 
 
 @dataclass
 class Emulator:
     endpoint_url: str
     template: dict[str, object]
-    resources: object  # local.provision.LocalResources
+    resources: LocalResources
 
     def function_env(self, function_dir: str, **overrides: str) -> dict[str, str]:
         """The environment Lambda would give the function, pointed at the emulator."""
         from bench.common import FUNCTIONS
-        from local import provision
+        from local.functions import function_environment
 
-        env = provision.function_environment(
+        env = function_environment(
             self.template,
-            self.resources,  # type: ignore[arg-type]
+            self.resources,
             FUNCTIONS[function_dir],
             overrides={
                 "JWT_SECRET": JWT_SECRET,
@@ -94,11 +98,12 @@ def moto_server(log_path: Path) -> Iterator[Emulator]:
                 "AWS_DEFAULT_REGION": "us-east-1",
             }
         )
-        from local import provision
+        from local.cfn import load_template
+        from local.provision import provision
 
         template_path = ROOT / "template.yaml"
-        template = provision.load_template(template_path)
-        resources = provision.provision(template_path=template_path, endpoint_url=url)
+        template = load_template(template_path)
+        resources = provision(template_path=template_path, endpoint_url=url)
         log(f"moto server up on {url} (pid {proc.pid}), template provisioned")
         yield Emulator(url, template, resources)
     finally:

@@ -9,34 +9,23 @@ function answers a real connection check instead.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
     EVENTS_DIR,
-    JWT_SECRET,
     MY_DB,
     MY_HOST,
     MY_PASSWORD,
     MY_PORT,
     MY_USER,
-    ORG,
     PG_DB,
     PG_HOST,
     PG_PASSWORD,
     PG_PORT,
     PG_USER,
-    SUB,
     WORKSPACE,
 )
-
-
-def mint_token(ttl_s: int = 3600) -> str:
-    import jwt
-
-    claims = {"sub": SUB, "organization": ORG, "role": "admin", "exp": int(time.time()) + ttl_s}
-    return str(jwt.encode(claims, JWT_SECRET, algorithm="HS256"))
 
 
 def local_database_config(engine: str = "postgresql") -> dict[str, Any]:

@@ -3,7 +3,8 @@
     python -P bench/handler_child.py cold|warm|import <code_dir> <shared_dir|-> <event.json> <result.json> [calls]
 
 The code directory goes first on sys.path (Lambda's /var/task) and shared/ second (the
-layer's /opt/python); then `import app` and `app.handler(event, context)`.
+layer's /opt/python); then `import app` and `app.handler(event, context)`, with the
+local stack's fake Lambda context (local/context.py, standard library only).
 
 - cold: the clock starts at the first line of this file and stops after the first
   answer, so it counts the handler module's imports, its module-level set-up and the
@@ -26,24 +27,17 @@ import sys  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+# The repository is on sys.path only while the context's module loads: the handler
+# then imports from its code directory and the layer alone, as in Lambda.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+from local.context import FakeLambdaContext  # noqa: E402
 
-class LambdaContext:
-    """The attributes of Lambda's context that the handlers and Powertools read."""
+sys.path.pop()
 
-    def __init__(self, name: str, timeout_s: float = 29.0, memory: int = 512) -> None:
-        self.function_name = name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = memory
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = "bench"
-        self.identity = None
-        self.client_context = None
-        self._deadline = time.monotonic() + timeout_s
 
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+def lambda_context(name: str) -> FakeLambdaContext:
+    """An API function's context: 29 s (API Gateway's limit), 512 MB."""
+    return FakeLambdaContext(name, timeout_seconds=29.0, memory_limit_in_mb=512)
 
 
 def event_for_call(template: dict, n: int) -> dict:
@@ -91,7 +85,7 @@ def main() -> None:
     import app
 
     imported = time.perf_counter()
-    first = app.handler(event_for_call(template, 0), LambdaContext(name))
+    first = app.handler(event_for_call(template, 0), lambda_context(name))
     answered = time.perf_counter()
     result: dict[str, object] = {
         "mode": mode,
@@ -106,7 +100,7 @@ def main() -> None:
         statuses: dict[str, int] = {}
         for n in range(1, calls + 1):
             event = event_for_call(template, n)
-            context = LambdaContext(name)
+            context = lambda_context(name)
             begin = time.perf_counter()
             response = app.handler(event, context)
             latencies.append(time.perf_counter() - begin)

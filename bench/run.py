@@ -35,9 +35,12 @@ from bench import importtime
 from bench.awsemu import Emulator, moto_server
 from bench.common import (
     FUNCTIONS,
+    JWT_SECRET,
     LIGHT_FUNCTIONS,
+    ORG,
     RESULTS_PATH,
     ROOT,
+    SUB,
     LegFailed,
     log,
     median,
@@ -45,7 +48,7 @@ from bench.common import (
     run_leg,
     write_json,
 )
-from bench.events import mint_token, write_events
+from bench.events import write_events
 from bench.report import render_table
 from bench.tables import (
     MY_NARROW_1M,
@@ -57,6 +60,7 @@ from bench.tables import (
     BenchTable,
     ensure_tables,
 )
+from local.tokens import mint_token
 
 BASELINE = "baseline"
 DLT_PYTHON = Path(os.environ.get("BENCH_DLT_PYTHON", str(ROOT / ".venv-bench" / "bin" / "python")))
@@ -443,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ds-bench-") as scratch:
         tmp = Path(scratch)
         events = tmp / "events"
-        results["meta"]["event_notes"] = write_events(events, list(FUNCTIONS), mint_token())
+        results["meta"]["event_notes"] = write_events(
+            events, list(FUNCTIONS), mint_token(SUB, ORG, secret=JWT_SECRET)
+        )
         with moto_server(tmp / "moto.log") as emu:
             log(f"cold starts: {args.cold_runs} per function, round robin")
             results["cold_start"] = measure_cold(emu, events, tmp, args.cold_runs)

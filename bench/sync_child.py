@@ -22,26 +22,15 @@ import time
 import uuid
 from typing import Any
 
-from bench.common import ROOT, current_rss_mb, peak_rss_mb, write_json
+from bench.common import JWT_SECRET, ORG, ROOT, SUB, current_rss_mb, peak_rss_mb, write_json
+from local.context import FakeLambdaContext
 
 # A Lambda's longest run is 15 min; the bench sync must finish well inside it.
-REMAINING_MS = 900_000
+TIMEOUT_SECONDS = 900
 
 
-class Context:
-    function_name = "bench-sync"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 10240
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench-sync"
-    log_group_name = "/aws/lambda/bench-sync"
-    log_stream_name = "bench"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self._deadline = time.monotonic() + REMAINING_MS / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+def context() -> FakeLambdaContext:
+    return FakeLambdaContext("bench-sync", TIMEOUT_SECONDS, memory_limit_in_mb=10240)
 
 
 def api_event(function_dir: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -55,10 +44,12 @@ def api_event(function_dir: str, token: str, body: dict[str, Any]) -> dict[str, 
 def main() -> None:
     engine, qualified, rows, batch_size, result_path = sys.argv[1:6]
     profile_path = sys.argv[6] if len(sys.argv) > 6 else None
-    token = _token()
+    from local.tokens import mint_token
+
+    token = mint_token(SUB, ORG, secret=JWT_SECRET)
     sys.path.insert(0, str(ROOT / "shared"))
     from bench.events import local_database_config
-    from local.provision import load_handler
+    from local.functions import load_handler
 
     _report_unit_failures()
     connect = load_handler("functions/connect_sources")
@@ -86,7 +77,7 @@ def main() -> None:
                 ],
             },
         ),
-        Context(),
+        context(),
     )
     if connected["statusCode"] != 201:
         raise SystemExit(f"connect failed: {connected['body'][:500]}")
@@ -111,7 +102,7 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
     started = time.perf_counter()
-    response = sync(event, Context())
+    response = sync(event, context())
     seconds = time.perf_counter() - started
     if profiler is not None and profile_path:
         profiler.disable()
@@ -152,12 +143,6 @@ def _report_unit_failures() -> None:
         return describe(exc)
 
     engine._describe = describe_and_print  # diagnostics only; behaviour is unchanged
-
-
-def _token() -> str:
-    from bench.events import mint_token
-
-    return mint_token()
 
 
 if __name__ == "__main__":

@@ -31,15 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.provision import (
-    DEFAULT_STACK_NAME,
-    LOCAL_ACCOUNT_ID,
-    REPO_ROOT,
-    Handler,
-    Route,
-    lambda_context,
-    load_handler,
-)
+from local import DEFAULT_STACK_NAME, LOCAL_ACCOUNT_ID, REPO_ROOT
+from local.functions import Handler, Route, lambda_context, load_handler
 
 # API Gateway's payload limit for REST APIs.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024

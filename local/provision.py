@@ -1,4 +1,4 @@
-"""Read template.yaml and build its storage resources in emulated AWS (moto).
+"""Build template.yaml's storage resources in emulated AWS (moto).
 
 The local stack and the integration tests both start from here, so the tables,
 buckets, queues and secrets they use are the ones the template declares, with the
@@ -10,233 +10,25 @@ intercepted in-process; with `endpoint_url` they go to a moto server.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import re
 import secrets
 import string
-import sys
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 from botocore.exceptions import ClientError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_REGION = "us-east-1"
-# moto's default account: ARNs built here match the ones moto returns.
-LOCAL_ACCOUNT_ID = "123456789012"
-DEFAULT_STACK_NAME = "datasources-local"
-# Documented default for local mode only; a deployed stack generates its key.
-DEV_JWT_SECRET = "local-dev-jwt-secret-change-me-0123456789"  # noqa: S105 - public by design, local only
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-Handler = Callable[[dict[str, Any], Any], Any]
-
-
-# --------------------------------------------------------------------------- YAML
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """A safe YAML loader that reads CloudFormation short tags as their long form."""
-
-
-def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        # `!GetAtt A.B` is the short form of `Fn::GetAtt: [A, B]`.
-        resource, _, attribute = value.partition(".")
-        return {"Fn::GetAtt": [resource, attribute]}
-    return {f"Fn::{tag_suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
-def load_template(path: str | Path = "template.yaml") -> dict[str, Any]:
-    """Parse a CloudFormation/SAM template, short tags included, into plain data."""
-    template_path = Path(path)
-    if not template_path.is_absolute() and not template_path.exists():
-        template_path = REPO_ROOT / template_path
-    with template_path.open(encoding="utf-8") as handle:
-        data = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
-    if not isinstance(data, dict) or "Resources" not in data:
-        raise ValueError(f"{template_path} is not a CloudFormation template")
-    return data
-
-
-# --------------------------------------------------------------------------- intrinsics
-
-
-class _NoValue:
-    """`AWS::NoValue`: the property or list item it stands for is removed."""
-
-    def __repr__(self) -> str:
-        return "AWS::NoValue"
-
-
-NO_VALUE = _NoValue()
-
-
-class UnresolvedReference(LookupError):
-    """A Ref/GetAtt names something the local stack did not create."""
-
-
-@dataclass
-class Resolver:
-    """Evaluates intrinsic functions against parameters and provisioned resources."""
-
-    template: Mapping[str, Any]
-    stack_name: str = DEFAULT_STACK_NAME
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-    refs: Mapping[str, Any] = field(default_factory=dict)
-    attrs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    def parameter_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, spec in (self.template.get("Parameters") or {}).items():
-            if name in self.parameters:
-                raw = self.parameters[name]
-            elif "Default" in spec:
-                raw = spec["Default"]
-            else:
-                continue
-            kind = str(spec.get("Type", "String"))
-            if kind == "CommaDelimitedList" or kind.startswith("List<"):
-                values[name] = [part.strip() for part in str(raw).split(",")] if raw != "" else []
-            else:
-                # CloudFormation hands every scalar parameter over as a string.
-                values[name] = _scalar_to_string(raw)
-        return values
-
-    def condition(self, name: str) -> bool:
-        conditions = self.template.get("Conditions") or {}
-        if name not in conditions:
-            raise UnresolvedReference(f"unknown condition {name!r}")
-        return bool(self.resolve(conditions[name]))
-
-    def ref(self, name: str) -> Any:
-        pseudo = {
-            "AWS::Region": LOCAL_REGION,
-            "AWS::AccountId": LOCAL_ACCOUNT_ID,
-            "AWS::StackName": self.stack_name,
-            "AWS::StackId": (
-                f"arn:aws:cloudformation:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:"
-                f"stack/{self.stack_name}/00000000-0000-0000-0000-000000000000"
-            ),
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NoValue": NO_VALUE,
-        }
-        if name in pseudo:
-            return pseudo[name]
-        params = self.parameter_values()
-        if name in params:
-            return params[name]
-        if name in self.refs:
-            return self.refs[name]
-        raise UnresolvedReference(f"Ref {name!r}: not a parameter or a provisioned resource")
-
-    def get_att(self, resource: str, attribute: str) -> Any:
-        try:
-            return self.attrs[resource][attribute]
-        except KeyError:
-            raise UnresolvedReference(f"GetAtt {resource}.{attribute}: not provisioned") from None
-
-    def sub(self, spec: Any) -> str:
-        if isinstance(spec, list):
-            text, variables = spec[0], {k: self.resolve(v) for k, v in spec[1].items()}
-        else:
-            text, variables = spec, {}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):
-                # `${!Literal}` is how a template writes a literal `${Literal}`.
-                return "${" + name[1:] + "}"
-            if name in variables:
-                return _scalar_to_string(variables[name])
-            if "." in name and not name.startswith("AWS::"):
-                resource, _, attribute = name.partition(".")
-                return _scalar_to_string(self.get_att(resource, attribute))
-            return _scalar_to_string(self.ref(name))
-
-        return re.sub(r"\$\{([^}]+)\}", replace, str(text))
-
-    def resolve(self, value: Any) -> Any:
-        """Return `value` with every intrinsic function evaluated."""
-        if isinstance(value, list):
-            items = [self.resolve(item) for item in value]
-            return [item for item in items if item is not NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((key, arg),) = value.items()
-            function = self._functions().get(key)
-            if function is not None:
-                return function(arg)
-        resolved = {key: self.resolve(item) for key, item in value.items()}
-        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
-
-    def _functions(self) -> dict[str, Callable[[Any], Any]]:
-        return {
-            "Ref": lambda arg: self.ref(arg),
-            "Fn::GetAtt": lambda arg: self.get_att(*_split_get_att(arg)),
-            "Fn::Sub": self.sub,
-            "Fn::If": lambda arg: self.resolve(arg[1] if self.condition(arg[0]) else arg[2]),
-            "Fn::Equals": lambda arg: self._as_text(arg[0]) == self._as_text(arg[1]),
-            "Fn::Not": lambda arg: not self.resolve(arg[0]),
-            "Fn::And": lambda arg: all(self.resolve(item) for item in arg),
-            "Fn::Or": lambda arg: any(self.resolve(item) for item in arg),
-            "Condition": self.condition,
-            "Fn::Join": lambda arg: str(arg[0]).join(
-                _scalar_to_string(item) for item in self.resolve(arg[1])
-            ),
-            "Fn::Select": lambda arg: self.resolve(arg[1])[int(self.resolve(arg[0]))],
-            "Fn::Split": lambda arg: str(self.resolve(arg[1])).split(str(arg[0])),
-            "Fn::FindInMap": self._find_in_map,
-        }
-
-    def _as_text(self, value: Any) -> Any:
-        resolved = self.resolve(value)
-        return resolved if isinstance(resolved, list) else _scalar_to_string(resolved)
-
-    def _find_in_map(self, arg: list[Any]) -> Any:
-        name, first, second = (self.resolve(item) for item in arg[:3])
-        return self.template["Mappings"][name][first][second]
-
-
-def _split_get_att(arg: Any) -> tuple[str, str]:
-    if isinstance(arg, str):
-        resource, _, attribute = arg.partition(".")
-        return resource, attribute
-    return str(arg[0]), str(arg[1])
-
-
-def _scalar_to_string(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-# --------------------------------------------------------------------------- provisioning
+from local import DEFAULT_STACK_NAME, FAKE_CREDENTIALS, LOCAL_REGION
+from local.cfn import (
+    Resolver,
+    UnresolvedReference,
+    dependency_order,
+    load_template,
+    scalar_to_string,
+)
 
 
 @dataclass
@@ -318,7 +110,7 @@ class _Provisioner:
             if spec.get("Type") in self._creators
             and ("Condition" not in spec or self.resolver.condition(spec["Condition"]))
         }
-        for lid in _dependency_order(wanted):
+        for lid in dependency_order(wanted):
             spec = wanted[lid]
             # Resolve against what exists so far: dependencies were created first.
             self.resolver.refs = {k: v.ref for k, v in self.created.items()}
@@ -469,7 +261,7 @@ class _Provisioner:
             "ContentBasedDeduplication",
         ):
             if key in props:
-                attributes[key] = _scalar_to_string(props[key])
+                attributes[key] = scalar_to_string(props[key])
         for key in ("RedrivePolicy", "RedriveAllowPolicy"):
             if key in props:
                 # The API takes the policy as a JSON string; maxReceiveCount stays a number.
@@ -622,50 +414,6 @@ def _generate_secret_string(spec: Mapping[str, Any]) -> str:
     return value
 
 
-def _references(value: Any) -> set[str]:
-    """Names that `value` refers to through Ref, GetAtt or Sub."""
-    found: set[str] = set()
-    if isinstance(value, list):
-        for item in value:
-            found |= _references(item)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key == "Ref" and isinstance(item, str):
-                found.add(item)
-            elif key == "Fn::GetAtt":
-                found.add(_split_get_att(item)[0])
-            elif key == "Fn::Sub":
-                text = item[0] if isinstance(item, list) else item
-                for name in re.findall(r"\$\{([^}!][^}]*)\}", str(text)):
-                    found.add(name.split(".")[0])
-                if isinstance(item, list):
-                    found |= _references(item[1])
-            else:
-                found |= _references(item)
-    return found
-
-
-def _dependency_order(resources: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Logical ids ordered so that each comes after the resources it refers to."""
-    deps: dict[str, set[str]] = {}
-    for lid, spec in resources.items():
-        depends_on = spec.get("DependsOn") or []
-        if isinstance(depends_on, str):
-            depends_on = [depends_on]
-        names = _references(spec.get("Properties") or {}) | set(depends_on)
-        deps[lid] = {name for name in names if name in resources and name != lid}
-    ordered: list[str] = []
-    remaining = dict(deps)
-    while remaining:
-        ready = sorted(lid for lid, needs in remaining.items() if needs <= set(ordered))
-        if not ready:
-            raise ValueError(f"circular references between {sorted(remaining)}")
-        ordered.extend(ready)
-        for lid in ready:
-            del remaining[lid]
-    return ordered
-
-
 def provision(
     session_or_none: boto3.Session | None = None,
     *,
@@ -712,245 +460,4 @@ def provision(
         stack_name=stack_name,
         endpoint_url=endpoint_url,
         parameters=dict(parameters or {}),
-    )
-
-
-# --------------------------------------------------------------------------- functions
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """What the local stack needs to run one AWS::Serverless::Function in-process."""
-
-    logical_id: str
-    code_uri: str
-    handler: str
-    timeout: int
-    memory_size: int
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    logical_id: str
-    code_uri: str
-    handler: str
-    timeout: int = 3
-    memory_size: int = 128
-
-
-@dataclass(frozen=True)
-class SqsTrigger:
-    logical_id: str
-    code_uri: str
-    handler: str
-    queue_logical_id: str
-    batch_size: int
-    report_batch_item_failures: bool
-    timeout: int
-    memory_size: int
-    # MaximumBatchingWindowInSeconds: how long the poller gathers messages for one batch.
-    batching_window: int = 0
-
-
-def functions(template: Mapping[str, Any]) -> dict[str, FunctionSpec]:
-    """Every serverless function, with Globals applied."""
-    globals_ = (template.get("Globals") or {}).get("Function") or {}
-    params = Resolver(template)
-    specs: dict[str, FunctionSpec] = {}
-    for lid, resource in template["Resources"].items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        props = resource.get("Properties") or {}
-
-        def setting(key: str, default: Any, props: Mapping[str, Any] = props) -> Any:
-            return params.resolve(props.get(key, globals_.get(key, default)))
-
-        specs[lid] = FunctionSpec(
-            logical_id=lid,
-            code_uri=str(props["CodeUri"]).rstrip("/"),
-            handler=str(setting("Handler", "app.handler")),
-            timeout=int(setting("Timeout", 3)),
-            memory_size=int(setting("MemorySize", 128)),
-        )
-    return specs
-
-
-def _events(template: Mapping[str, Any], lid: str, kind: str) -> Iterable[dict[str, Any]]:
-    props = template["Resources"][lid].get("Properties") or {}
-    for event in (props.get("Events") or {}).values():
-        if event.get("Type") == kind:
-            yield event.get("Properties") or {}
-
-
-def routes(template: Mapping[str, Any]) -> list[Route]:
-    """The API routes the template declares (method, path template, function)."""
-    found = []
-    for lid, spec in functions(template).items():
-        for event in _events(template, lid, "Api"):
-            found.append(
-                Route(
-                    method=str(event["Method"]).upper(),
-                    path=str(event["Path"]),
-                    logical_id=lid,
-                    code_uri=spec.code_uri,
-                    handler=spec.handler,
-                    timeout=spec.timeout,
-                    memory_size=spec.memory_size,
-                )
-            )
-    return found
-
-
-def sqs_functions(template: Mapping[str, Any]) -> list[SqsTrigger]:
-    """The functions an SQS queue triggers, with their event source settings."""
-    found = []
-    for lid, spec in functions(template).items():
-        for event in _events(template, lid, "SQS"):
-            queue = event["Queue"]
-            if isinstance(queue, dict) and "Fn::GetAtt" in queue:
-                queue_lid = _split_get_att(queue["Fn::GetAtt"])[0]
-            elif isinstance(queue, dict) and "Ref" in queue:
-                queue_lid = str(queue["Ref"])
-            else:
-                raise ValueError(f"{lid}: SQS event Queue must reference a queue in the template")
-            found.append(
-                SqsTrigger(
-                    logical_id=lid,
-                    code_uri=spec.code_uri,
-                    handler=spec.handler,
-                    queue_logical_id=queue_lid,
-                    batch_size=int(event.get("BatchSize", 10)),
-                    report_batch_item_failures="ReportBatchItemFailures"
-                    in (event.get("FunctionResponseTypes") or []),
-                    timeout=spec.timeout,
-                    memory_size=spec.memory_size,
-                    batching_window=int(event.get("MaximumBatchingWindowInSeconds", 0)),
-                )
-            )
-    return found
-
-
-def function_environment(
-    template: Mapping[str, Any],
-    resources: LocalResources,
-    logical_id: str,
-    *,
-    overrides: Mapping[str, str] | None = None,
-    jwt_secret: str = DEV_JWT_SECRET,
-) -> dict[str, str]:
-    """The function's environment as Lambda would set it, pointed at the local resources.
-
-    Globals' variables, then the function's own, with every reference resolved; then
-    the local-mode settings; then `overrides`.
-    """
-    resolver = resources.resolver(template)
-    globals_env = (
-        ((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}
-    ).get("Variables") or {}
-    props = template["Resources"][logical_id].get("Properties") or {}
-    own_env = (props.get("Environment") or {}).get("Variables") or {}
-    env: dict[str, str] = {}
-    for name, value in {**globals_env, **own_env}.items():
-        resolved = resolver.resolve(value)
-        if resolved is not NO_VALUE:
-            env[name] = _scalar_to_string(resolved)
-    env.update(
-        {
-            "LOCAL_MODE": "true",
-            "JWT_SECRET": jwt_secret,
-            # No X-Ray daemon here: the tracer would only warn on every segment.
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "AWS_REGION": LOCAL_REGION,
-            "AWS_DEFAULT_REGION": LOCAL_REGION,
-            **FAKE_CREDENTIALS,
-        }
-    )
-    if resources.endpoint_url:
-        # boto3 sends every service to this endpoint (the moto server).
-        env["AWS_ENDPOINT_URL"] = resources.endpoint_url
-    env.update(overrides or {})
-    return env
-
-
-_LOAD_LOCK = threading.RLock()
-
-
-def load_handler(
-    code_uri: str, handler: str = "app.handler", *, root: str | Path | None = None
-) -> Handler:
-    """Import `<code_uri>/app.py` under a unique module name and return its handler.
-
-    Seven functions each have an `app.py`; importing them by file path under names
-    like `functions_connect_sources_app` keeps them from replacing one another in
-    `sys.modules`. `shared/` goes on `sys.path`, as the layer's `python/` is in Lambda.
-    """
-    base = Path(root) if root is not None else REPO_ROOT
-    shared = str(base / "shared")
-    if shared not in sys.path:
-        sys.path.insert(0, shared)
-    module_file, _, function_name = handler.rpartition(".")
-    path = base / code_uri / f"{module_file.replace('.', '/')}.py"
-    module_name = "_".join([*Path(code_uri).parts, *module_file.split(".")])
-    # One import at a time: a second thread must not see the module half-initialised.
-    with _LOAD_LOCK:
-        module = sys.modules.get(module_name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            if spec is None or spec.loader is None or not path.exists():
-                raise FileNotFoundError(f"no handler module at {path}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                # A failed cold start must not leave a half-imported module behind.
-                del sys.modules[module_name]
-                raise
-    function = getattr(module, function_name)
-    if not callable(function):
-        raise TypeError(f"{path}:{function_name} is not callable")
-    return function
-
-
-@dataclass
-class FakeLambdaContext:
-    """The attributes of Lambda's context object that handlers and Powertools read."""
-
-    function_name: str
-    timeout_seconds: float
-    memory_limit_in_mb: int = 128
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    identity: Any = None
-    client_context: Any = None
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return f"{time.strftime('%Y/%m/%d')}/[$LATEST]{self.aws_request_id.replace('-', '')}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before the function's Timeout, as Lambda reports them."""
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-def lambda_context(stack_name: str, logical_id: str, timeout: float, memory: int) -> Any:
-    """A fresh context for one invocation of `logical_id`."""
-    return FakeLambdaContext(
-        function_name=f"{stack_name}-{logical_id}",
-        timeout_seconds=timeout,
-        memory_limit_in_mb=memory,
     )

@@ -25,7 +25,8 @@ from typing import Any
 
 import boto3
 
-from local.provision import FAKE_CREDENTIALS, LOCAL_REGION, LocalResources
+from local import FAKE_CREDENTIALS, LOCAL_REGION
+from local.provision import LocalResources
 
 
 def _client(service: str, resources: LocalResources) -> Any:

@@ -32,25 +32,14 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from local import DEFAULT_STACK_NAME, FAKE_CREDENTIALS, LOCAL_REGION, REPO_ROOT
+from local.cfn import Resolver, load_template
+from local.functions import function_environment, functions, routes, sqs_functions
 from local.gateway import LocalGateway
 from local.moto_guard import serialise_dynamodb_writes
-from local.provision import (
-    DEFAULT_STACK_NAME,
-    DEV_JWT_SECRET,
-    FAKE_CREDENTIALS,
-    LOCAL_REGION,
-    REPO_ROOT,
-    LocalResources,
-    Resolver,
-    function_environment,
-    functions,
-    load_template,
-    provision,
-    routes,
-    sqs_functions,
-)
+from local.provision import LocalResources, provision
 from local.scheduler_loop import EventLog, SchedulerLoop
-from local.tokens import local_jwt_secret, mint_token
+from local.tokens import DEV_JWT_SECRET, local_jwt_secret, mint_token
 from local.worker_loop import WorkerLoop, schedules
 
 HOST = "127.0.0.1"

@@ -1,9 +1,10 @@
-"""Mint HS256 tokens for the local stack and the tests.
+"""Mint HS256 tokens for the local stack, the tests and the bench.
 
     python -m local.tokens --sub user-1 --org acme --role admin
 
 signs with `JWT_SECRET` (or the documented local default), so the token verifies
-against a stack started with the same secret.
+against a stack started with the same secret. The tests and the bench pass the secret
+they gave their functions.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 
 import jwt
 
-from local.provision import DEV_JWT_SECRET
-
+# Documented default for local mode only; a deployed stack generates its key.
+DEV_JWT_SECRET = "local-dev-jwt-secret-change-me-0123456789"  # noqa: S105 - public by design, local only
 ROLES = ("admin", "member", "viewer")
 
 

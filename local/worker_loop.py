@@ -21,15 +21,9 @@ from typing import Any
 
 import boto3
 
-from local.provision import (
-    FAKE_CREDENTIALS,
-    LOCAL_REGION,
-    Handler,
-    LocalResources,
-    SqsTrigger,
-    lambda_context,
-    load_handler,
-)
+from local import FAKE_CREDENTIALS, LOCAL_REGION
+from local.functions import Handler, SqsTrigger, lambda_context, load_handler
+from local.provision import LocalResources
 
 # By default a failed message is retried when the deployed one would be: after the
 # backoff the worker sets itself (RETRY_DELAY_SECONDS, doubled per attempt), so an

@@ -9,32 +9,20 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from local.context import FakeLambdaContext
+from local.tokens import mint_token
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 TEST_JWT_SECRET = "integration-test-secret-0123456789abcdef"
-
-
-@dataclass
-class FakeContext:
-    """The parts of a Lambda context the handlers use; remaining time is settable."""
-
-    remaining_ms: int = 29_000
-    function_name: str = "test-function"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 @dataclass
@@ -48,12 +36,12 @@ class Response:
         return self.body.get("data")
 
 
-def mint(sub: str = "user-1", org: str = "acme", role: str = "admin", **extra: Any) -> str:
-    import jwt
+def mint(sub: str = "user-1", org: str = "acme", role: str = "admin", **claims: Any) -> str:
+    """A token the `stack` fixture accepts: local/tokens.py's, signed with the tests' secret.
 
-    claims = {"sub": sub, "organization": org, "role": role, "exp": int(time.time()) + 600}
-    claims.update(extra)
-    return jwt.encode(claims, TEST_JWT_SECRET, algorithm="HS256")
+    Extra keyword arguments are claims, and replace the minted ones (`exp=...`).
+    """
+    return mint_token(sub, org, role, secret=TEST_JWT_SECRET, ttl_seconds=600, extra_claims=claims)
 
 
 class Stack:
@@ -95,7 +83,7 @@ class Stack:
         get_settings.cache_clear()
 
     def handler(self, name: str) -> Any:
-        from local.provision import load_handler
+        from local.functions import load_handler
 
         return load_handler(f"functions/{name}")
 
@@ -110,7 +98,7 @@ class Stack:
         workspace_id: str = "ws_demo",
         raw_body: str | None = None,
         headers: dict[str, str] | None = None,
-        context: FakeContext | None = None,
+        context: FakeLambdaContext | None = None,
     ) -> Response:
         """Invoke one endpoint's real handler with its sample event, adjusted."""
         function_dir, _ = self.ENDPOINTS[endpoint]
@@ -134,7 +122,8 @@ class Stack:
             event["body"] = json.dumps(body)
         event["isBase64Encoded"] = False
         event.setdefault("requestContext", {})["requestId"] = str(uuid.uuid4())
-        result = self.handler(function_dir)(event, context or FakeContext())
+        context = context or FakeLambdaContext(frozen=True)
+        result = self.handler(function_dir)(event, context)
         return Response(result["statusCode"], json.loads(result["body"]), result.get("headers", {}))
 
     # ---- the worker side
@@ -174,7 +163,8 @@ class Stack:
     def deliver(self, message: dict[str, Any], *, remaining_ms: int = 60_000) -> dict[str, Any]:
         """Run the worker on one message; delete it unless it failed (like Lambda's poller)."""
         result = self.handler("sync_worker")(
-            self.sqs_event(message), FakeContext(remaining_ms=remaining_ms)
+            self.sqs_event(message),
+            FakeLambdaContext(timeout_seconds=remaining_ms / 1000, frozen=True),
         )
         if not result.get("batchItemFailures"):
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -204,7 +194,8 @@ class Stack:
         from local.worker_loop import build_sqs_event
 
         arn = self.resources.by_logical_id["TriggerQueue"].attrs["Arn"]
-        result = dict(self.handler("sync_trigger")(build_sqs_event(messages, arn), FakeContext()))
+        context = FakeLambdaContext(frozen=True)
+        result = dict(self.handler("sync_trigger")(build_sqs_event(messages, arn), context))
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         for message in messages:
             if message["MessageId"] not in failed:
@@ -255,6 +246,14 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    """template.yaml as plain data (short tags in their long form)."""
+    from local.cfn import load_template
+
+    return load_template(ROOT / "template.yaml")
+
+
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> Iterator[Stack]:
     """Emulated AWS built from template.yaml, with the functions' environment applied."""
@@ -262,16 +261,18 @@ def stack(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> Iterator[St
 
     from datasources import aws
     from datasources.config import get_settings
-    from local import provision
+    from local.cfn import load_template
+    from local.functions import function_environment
     from local.moto_guard import serialise_dynamodb_writes
+    from local.provision import provision
 
     template_path = str(ROOT / "template.yaml")
     # Concurrent writers (threads, racing syncs) meet in moto: see local/moto_guard.py.
     serialise_dynamodb_writes(monkeypatch.setattr)
     with mock_aws():
-        template = provision.load_template(template_path)
-        resources = provision.provision(template_path=template_path)
-        env = provision.function_environment(
+        template = load_template(template_path)
+        resources = provision(template_path=template_path)
+        env = function_environment(
             template,
             resources,
             "SyncWorkerFunction",

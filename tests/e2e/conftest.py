@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local.provision import DEFAULT_STACK_NAME
+from local import DEFAULT_STACK_NAME
 from local.tokens import mint_token
 from tests.support.stack_process import running_stack
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from local.provision import DEFAULT_STACK_NAME
+from local import DEFAULT_STACK_NAME
 from tests.e2e.helpers import envelope, get, post, wait_for_job
 
 if TYPE_CHECKING:

@@ -12,8 +12,9 @@ import json
 import time
 from typing import Any
 
-from local import provision
-from tests.conftest import ROOT, FakeContext, Stack
+from local.cfn import load_template
+from local.context import FakeLambdaContext
+from tests.conftest import ROOT, Stack
 from tests.faults.hook import Faults
 from tests.integration.test_sync_engine import connect_file, csv_rows, sync
 
@@ -87,7 +88,7 @@ def needed(
 def test_every_call_of_the_engine_is_allowed_by_its_functions_policy(
     stack: Stack, faulty: Faults
 ) -> None:
-    template = provision.load_template(str(ROOT / "template.yaml"))
+    template = load_template(str(ROOT / "template.yaml"))
     # Inline: one source fails for good (its unit's parts are swept), one chains.
     faulty.phase = "SyncSourcesFunction"
     broken = connect_file(stack, "uploads/acme/iam/bad/a.csv", csv_rows(1, 2001))
@@ -118,7 +119,7 @@ def test_every_call_of_the_engine_is_allowed_by_its_functions_policy(
     reaper = stack.handler("sync_reaper")
     dead = stack.sqs.receive_message(QueueUrl=stack.resources.dlq_url).get("Messages", [])
     assert dead and json.loads(dead[0]["Body"])["job_id"] == job_id
-    reaper(stack.sqs_event(dead[0]), FakeContext())
+    reaper(stack.sqs_event(dead[0]), FakeLambdaContext(frozen=True))
     from datasources.sync.reaper import reap
 
     reap(now=time.time() + 10_000)

@@ -17,7 +17,8 @@ import pytest
 from datasources.dal import jobs as jobs_dal
 from datasources.dal.keys import source_sk
 from datasources.errors import StorageError
-from tests.conftest import FakeContext, Stack
+from local.context import FakeLambdaContext
+from tests.conftest import Stack
 from tests.faults.checks import (
     TENANT,
     assert_clean_end,
@@ -38,7 +39,7 @@ def start_chained(stack: Stack, name: str, rows: int, batch: int) -> tuple[str, 
 
 
 def reaper(stack: Stack, event: dict[str, Any]) -> Any:
-    return stack.handler("sync_reaper")(event, FakeContext())
+    return stack.handler("sync_reaper")(event, FakeLambdaContext(frozen=True))
 
 
 def dead_letters(stack: Stack) -> list[dict[str, Any]]:
@@ -176,7 +177,7 @@ def test_5_two_workers_on_one_unit_never_replace_a_counted_part(
     monkeypatch.setattr(s3, "put_object", slow_first_put)
     loser = threading.Thread(
         target=stack.handler("sync_worker"),
-        args=(stack.sqs_event(message), FakeContext(remaining_ms=60_000)),
+        args=(stack.sqs_event(message), FakeLambdaContext(timeout_seconds=60, frozen=True)),
     )
     loser.start()
     assert first_put.wait(30)
@@ -185,7 +186,9 @@ def test_5_two_workers_on_one_unit_never_replace_a_counted_part(
         Bucket=stack.bucket, Key="uploads/acme/c5/orders.csv", Body=csv_rows(11, 1001)
     )
     message["Attributes"]["ApproximateReceiveCount"] = "2"
-    stack.handler("sync_worker")(stack.sqs_event(message), FakeContext(remaining_ms=60_000))
+    stack.handler("sync_worker")(
+        stack.sqs_event(message), FakeLambdaContext(timeout_seconds=60, frozen=True)
+    )
     release.set()
     loser.join(60)
     stack.drain(remaining_ms=60_000)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from local import provision
+from local.cfn import load_template
+from local.functions import SqsTrigger, sqs_functions
 from local.worker_loop import WorkerLoop, schedules
 from tests.conftest import ROOT, Stack
 
-TEMPLATE = provision.load_template(str(ROOT / "template.yaml"))
+TEMPLATE = load_template(str(ROOT / "template.yaml"))
 
 
-def worker_only() -> list[provision.SqsTrigger]:
-    return [t for t in provision.sqs_functions(TEMPLATE) if t.logical_id == "SyncWorkerFunction"]
+def worker_only() -> list[SqsTrigger]:
+    return [t for t in sqs_functions(TEMPLATE) if t.logical_id == "SyncWorkerFunction"]
 
 
 def test_a_failed_message_waits_for_the_workers_own_backoff_not_a_local_2_s(

@@ -284,9 +284,9 @@ def test_the_trigger_sample_event_runs_through_the_handler(stack: Stack) -> None
     body = json.loads(event["Records"][0]["body"])
     body["source_id"] = source_id
     event["Records"][0]["body"] = json.dumps(body)
-    from tests.conftest import FakeContext
+    from local.context import FakeLambdaContext
 
-    result = stack.handler("sync_trigger")(event, FakeContext())
+    result = stack.handler("sync_trigger")(event, FakeLambdaContext(frozen=True))
     # The S3 record names a bucket that is not this stack's: ignored, not retried.
     assert result == {"batchItemFailures": []}
     assert [j["trigger"] for j in jobs(stack)] == ["schedule"]

@@ -35,7 +35,8 @@ from datasources.connectors.file import FileConnector
 from datasources.errors import ConnectionFailed, SourceReadError
 from datasources.limits import MAX_JSON_DEPTH, MAX_PAGE_RECORDS, MAX_PARQUET_CHUNK_BYTES
 from datasources.models.connection import ApiConfig, FileConfig
-from tests.conftest import FakeContext, Stack
+from local.context import FakeLambdaContext
+from tests.conftest import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 DEEP = 100_000
@@ -372,7 +373,9 @@ def test_d9_test_connection_through_the_handler_is_a_400_timeout_before_the_gate
     assert stack.call("test", body=warm).status_code == 200  # the handler is loaded
     started = time.monotonic()
     # 4 s left in the function, as if API Gateway's 29 s were nearly spent
-    response = stack.call("test", body=body, context=FakeContext(remaining_ms=4000))
+    response = stack.call(
+        "test", body=body, context=FakeLambdaContext(timeout_seconds=4, frozen=True)
+    )
     elapsed = time.monotonic() - started
     assert response.status_code == 400, response.body
     assert response.body["data"]["stage"] == "timeout"

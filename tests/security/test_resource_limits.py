@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from local.provision import load_template
+from local.cfn import load_template
 from tests.conftest import Stack
 from tests.connectors import db_fixtures as fx
 from tests.support.fake_api import FakeApi

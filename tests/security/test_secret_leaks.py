@@ -24,7 +24,8 @@ import psycopg
 import pytest
 
 from datasources import aws
-from tests.conftest import FakeContext, Response, Stack
+from local.context import FakeLambdaContext
+from tests.conftest import Response, Stack
 from tests.connectors import db_fixtures as fx
 from tests.security.conftest import RecordingHandler, as_text, leaks
 from tests.support.fake_api import FakeApi
@@ -287,7 +288,7 @@ def test_no_secret_leaks_anywhere_through_a_full_run_with_failures(
             "source_ids": [ids["pg_ok"], ids["api_ok"], ids["api_params"], ids["file_presigned"]],
             "sync_options": {"batch_size": 40, "incremental": True},
         },
-        context=FakeContext(remaining_ms=1000),
+        context=FakeLambdaContext(timeout_seconds=1, frozen=True),
     )
     assert queued.status_code == 202, queued.body
     run.drain(remaining_ms=2500)
@@ -313,7 +314,7 @@ def test_no_secret_leaks_anywhere_through_a_full_run_with_failures(
     worker = run.call(
         "sync",
         body={"source_ids": [ids["api_failing"]]},
-        context=FakeContext(remaining_ms=1000),
+        context=FakeLambdaContext(timeout_seconds=1, frozen=True),
     )
     assert worker.status_code == 202, worker.body
     api.inject(500, times=1000, path_prefix="/items/offset")

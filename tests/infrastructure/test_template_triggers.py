@@ -4,25 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from local import provision
-from tests.integration.test_template import (
-    TEMPLATE_PATH,
-    actions_and_templates,
-    policy_entries,
-    props,
-)
+from local.functions import functions, sqs_functions
+from tests.support.template import actions_and_templates, policy_entries, props
 
 GROUP_SCHEDULES = {
     "Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:"
     "schedule/${SyncScheduleGroup}/*"
 }
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return provision.load_template(TEMPLATE_PATH)
 
 
 def statements(template: dict[str, Any], logical_id: str) -> list[dict[str, Any]]:
@@ -37,7 +25,7 @@ def test_only_the_schedule_function_passes_a_role_and_only_the_scheduler_role_to
     template: dict[str, Any],
 ) -> None:
     passing = []
-    for lid, spec in provision.functions(template).items():
+    for lid, spec in functions(template).items():
         for statement in statements(template, spec.logical_id):
             action = statement["Action"]
             if "iam:PassRole" in ([action] if isinstance(action, str) else action):
@@ -52,7 +40,7 @@ def test_only_the_schedule_function_passes_a_role_and_only_the_scheduler_role_to
 
 
 def test_schedule_actions_are_confined_to_the_stacks_group(template: dict[str, Any]) -> None:
-    for lid in provision.functions(template):
+    for lid in functions(template):
         for statement in statements(template, lid):
             action = statement["Action"]
             actions = [action] if isinstance(action, str) else action
@@ -103,9 +91,7 @@ def test_uploads_reach_the_trigger_queue_through_one_rule(template: dict[str, An
 def test_the_trigger_function_coalesces_batches_and_retries_through_its_dlq(
     template: dict[str, Any],
 ) -> None:
-    (trigger,) = [
-        t for t in provision.sqs_functions(template) if t.queue_logical_id == "TriggerQueue"
-    ]
+    (trigger,) = [t for t in sqs_functions(template) if t.queue_logical_id == "TriggerQueue"]
     assert trigger.logical_id == "SyncTriggerFunction"
     assert trigger.batch_size == 100 and trigger.batching_window == 10
     assert trigger.report_batch_item_failures
