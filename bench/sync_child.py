@@ -9,7 +9,7 @@ The source is connected through the connect handler, then the sync handler runs 
 real engine inline (a time budget longer than the sync, so it never chains to SQS).
 The clock covers the sync handler's call only. Loading the handler module is its init
 (Lambda's, once per execution environment: imports, the drivers, Arrow and the AWS
-clients, see engine.preload), which stays outside the clock as `import dlt` does in
+clients, see services.syncs.preload), which stays outside the clock as `import dlt` does in
 dlt's leg; section 1 measures that init. Peak RSS (VmHWM) is the whole process's,
 and the moto server is another process, so the landing bucket's bytes are not in it.
 """

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from datasources.observability import logger, metrics
-from datasources.sync.reaper import dead_lettered, reap
+from datasources.services.reaper import dead_lettered, reap
 from datasources.tracing import tracer
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -11,7 +11,7 @@ from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import SyncRequest
 from datasources.observability import logger, metrics
 from datasources.runtime import end_init
-from datasources.sync.engine import CLIENTS, preload, start_sync
+from datasources.services.syncs import CLIENTS, preload, start_sync
 from datasources.tracing import tracer
 
 preload()  # at init: see preload()

@@ -12,7 +12,7 @@ from datasources.models.common import JOB_ID_PATTERN, fullmatches
 from datasources.models.requests import JobQuery
 from datasources.observability import logger, metrics
 from datasources.runtime import end_init
-from datasources.sync.status import get_sync_job
+from datasources.services.syncs import get_sync_job
 
 
 @api_route(query=JobQuery)

@@ -4,15 +4,13 @@ import gc
 
 gc.disable()  # until end_init(): init makes no garbage (datasources.runtime)
 
-import json
-
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from datasources.observability import logger, metrics
 from datasources.runtime import end_init
-from datasources.sync.engine import CLIENTS, preload
-from datasources.sync.triggers import TriggerMessage, group_size, handle_messages, retry_later
+from datasources.services.syncs import CLIENTS, preload
+from datasources.services.triggers import handle_batch
 from datasources.tracing import tracer
 
 preload()  # at init: see preload()
@@ -23,17 +21,8 @@ preload()  # at init: see preload()
 @tracer.capture_lambda_handler
 def handler(event: dict, context: object) -> dict:
     records = list(SQSEvent(event).records)
-    messages = []
-    for record in records:
-        try:
-            body = json.loads(record.body)
-        except json.JSONDecodeError:
-            body = {}
-        messages.append(TriggerMessage(record.message_id, body if isinstance(body, dict) else {}))
-    logger.info("trigger batch", extra={"messages": len(messages), "kinds": group_size(messages)})
-    metrics.add_metric(name="TriggerMessages", unit=MetricUnit.Count, value=len(messages))
-    retry = handle_messages(messages)
-    retry_later([r for r in records if r.message_id in retry])
+    metrics.add_metric(name="TriggerMessages", unit=MetricUnit.Count, value=len(records))
+    retry = handle_batch(records)
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(retry)]}
 
 

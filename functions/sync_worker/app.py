@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from datasources.observability import logger, metrics
 from datasources.runtime import end_init
-from datasources.sync.engine import CLIENTS, preload
-from datasources.sync.worker import continue_unit
+from datasources.services.syncs import CLIENTS, preload
+from datasources.services.worker import continue_unit
 from datasources.tracing import tracer
 
 preload()  # at init: see preload()

@@ -184,16 +184,10 @@ def _hmac_secret(settings: Settings) -> str:
     if settings.jwt_secret:
         return settings.jwt_secret
     if settings.jwt_secret_arn:
-        return _secret_from_arn(settings.jwt_secret_arn)
+        from datasources.aws.secrets import signing_key
+
+        return signing_key(settings.jwt_secret_arn)
     raise Unauthorized("token algorithm is not accepted")
-
-
-@cache
-def _secret_from_arn(arn: str) -> str:
-    from datasources import aws
-
-    value = aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
-    return str(value)
 
 
 @cache

@@ -108,3 +108,11 @@ class StorageError(DataSourcesError):
 
     status_code = 500
     code = "storage_error"
+
+
+class ServiceUnavailable(DataSourcesError):
+    """A dependency the service needs for every request (the token signing key) cannot be
+    read right now: the caller may try again shortly."""
+
+    status_code = 503
+    code = "service_unavailable"

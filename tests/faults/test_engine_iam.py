@@ -79,9 +79,13 @@ def needed(
     if service == "s3":
         if operation == "ListObjectsV2":
             return {("s3:ListBucket", "LandingBucket")}
-        return {(f"s3:{operation.replace('HeadObject', 'GetObject')}", "LandingBucket/*")}
+        # DeleteObjects is authorized as s3:DeleteObject on each key.
+        action = {"HeadObject": "GetObject", "DeleteObjects": "DeleteObject"}.get(operation)
+        return {(f"s3:{action or operation}", "LandingBucket/*")}
     if service == "sqs":
-        return {(f"sqs:{operation}", queues[params["QueueUrl"]])}
+        # SendMessageBatch is authorized as sqs:SendMessage.
+        action = "SendMessage" if operation == "SendMessageBatch" else operation
+        return {(f"sqs:{action}", queues[params["QueueUrl"]])}
     return set()
 
 
@@ -120,7 +124,7 @@ def test_every_call_of_the_engine_is_allowed_by_its_functions_policy(
     dead = stack.sqs.receive_message(QueueUrl=stack.resources.dlq_url).get("Messages", [])
     assert dead and json.loads(dead[0]["Body"])["job_id"] == job_id
     reaper(stack.sqs_event(dead[0]), FakeLambdaContext(frozen=True))
-    from datasources.sync.reaper import reap
+    from datasources.services.reaper import reap
 
     reap(now=time.time() + 10_000)
     assert cancelled

@@ -100,7 +100,7 @@ def test_3_a_message_dead_lettered_by_crashes_fails_its_job_cleanly(
 def test_3b_a_job_whose_worker_vanished_ends_within_the_lease_plus_one_interval(
     stack: Stack, faulty: Faults
 ) -> None:
-    from datasources.sync.reaper import reap
+    from datasources.services.reaper import reap
 
     _, job_id = start_chained(stack, "c3b", 900, 300)
     stack.receive(1)  # taken by a worker that is SIGKILLed: no message, no progress

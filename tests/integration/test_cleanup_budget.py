@@ -45,15 +45,15 @@ def connect_many(stack: Stack, count: int) -> list[str]:
 def seed_many(stack: Stack, count: int) -> list[str]:
     """`count` sources of user-1 in ws_demo, each with a secret and a stream state, written
     straight through the DAL (connect's transactions would take minutes in moto)."""
-    from datasources import aws
+    from datasources.aws.secrets import put_secrets
     from datasources.dal.keys import Tenant, name_sk, state_sk
     from datasources.dal.sources import SourceRecord
+    from datasources.dal.table import table
     from datasources.models.common import Scope
-    from datasources.secrets_store import put_secrets
 
     tenant = Tenant("acme", "ws_demo", Scope.USER, "user-1")
     ids = [f"src_{i:020x}" for i in range(count)]
-    with aws.table().batch_writer() as batch:
+    with table().batch_writer() as batch:
         for index, source_id in enumerate(ids):
             arn = put_secrets("acme", source_id, [(["password"], f"pw-{index}")])
             record = SourceRecord(
@@ -179,7 +179,7 @@ def test_a_dead_lettered_cleanup_message_is_reported_and_its_sources_stay_listed
 ) -> None:
     # Given a cleanup continuation the worker gave up on, when the reaper consumes it
     # from the dead-letter queue, then it neither crashes nor loses track of a source.
-    from datasources.sync import reaper
+    from datasources.services import reaper
 
     errors: list[str] = []
     monkeypatch.setattr(reaper.logger, "error", lambda msg, *a, **k: errors.append(msg))

@@ -547,7 +547,7 @@ def test_a_job_the_reaper_ends_puts_one_sync_job_failed_event(
     # ends it past its lease, then one Failed event says so, and a second pass adds none.
     import time
 
-    from datasources.sync.reaper import reap
+    from datasources.services.reaper import reap
 
     source_id = file_source(stack)
     stack.configure(SYNC_TIME_BUDGET_SECONDS=0)

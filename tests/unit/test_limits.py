@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from typing import Any
 
 import pytest
 
@@ -122,18 +123,22 @@ def test_a_passed_deadline_raises_and_none_means_no_deadline() -> None:
         seconds_left(time.monotonic() - 0.001, "reading x")
 
 
-def test_a_connector_opened_within_a_deadline_carries_it_and_none_outside() -> None:
+def test_a_connector_opened_within_a_deadline_carries_it_and_none_outside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datasources.connectors import registry
+    from datasources.lake import LakeAllowance
     from datasources.limits import deadline_from
     from datasources.models.connection import FileConfig
-    from datasources.services.common import connector_context
-    from datasources.services.lake_access import Reader
 
-    reader = Reader("acme", "user-1")
+    contexts: list[Any] = []
+    monkeypatch.setattr(registry, "get_connector", lambda _type, _config, c: contexts.append(c))
     config = FileConfig.model_validate({"url": "https://files.example.com/orders.csv"})
-    assert connector_context(reader, config).deadline is None
+    registry.open_connector("file", config, LakeAllowance(()))
+    assert contexts[-1].deadline is None
     with deadline_from(30_000) as deadline:
-        context = connector_context(reader, config)
-    assert context.deadline == deadline
+        registry.open_connector("file", config, LakeAllowance(()))
+    assert contexts[-1].deadline == deadline
     assert 27.5 < deadline - time.monotonic() <= 28.0  # 30 s less the 2 s margin
     with deadline_from(1_000) as short:
         assert 0.85 < short - time.monotonic() <= 0.9  # a tenth of a short remaining time

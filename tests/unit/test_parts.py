@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from datasources import aws
 from datasources.dal.jobs import JobRecord, UnitRecord
 from datasources.dal.keys import Scope, Tenant
 from datasources.sync import parts
@@ -103,7 +104,7 @@ class FakeDal:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch):
     def install(s3: FakeS3, dal: FakeDal) -> None:
-        monkeypatch.setattr(parts.aws, "client", lambda service: s3)
+        monkeypatch.setattr(aws, "client", lambda service: s3)
         for name in ("checkpoint", "get_job", "get_unit", "end_unit", "lease_holder"):
             monkeypatch.setattr(parts.jobs_dal, name, getattr(dal, name))
 

@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+# The stream shapes are models (the schema and preview answers show them); connectors
+# name them, and the normalized types, from here with the rest of their interface.
+from datasources.models.streams import Column, Table
 from datasources.types import NormalizedType
 
 if TYPE_CHECKING:
@@ -34,6 +37,18 @@ if TYPE_CHECKING:
 
     from datasources.config import Settings
     from datasources.lake import LakeAllowance
+
+__all__ = [
+    "UPDATE_CURSOR_NAMES",
+    "Batch",
+    "CheckResult",
+    "Column",
+    "Connector",
+    "ConnectorContext",
+    "NormalizedType",
+    "StreamState",
+    "Table",
+]
 
 # Column names that say "this row's last change", in order of preference: an update
 # timestamp catches updated rows too, an insertion key only new ones (DESIGN §5).
@@ -58,24 +73,6 @@ UPDATE_CURSOR_NAMES = (
     "updatedat",
     "modifiedat",
 )
-
-
-class Column(BaseModel):
-    name: str
-    type: NormalizedType
-    native_type: str
-    nullable: bool = True
-
-
-class Table(BaseModel):
-    """One stream of a source: a table, a view, an API resource or a file set."""
-
-    name: str
-    columns: list[Column]
-    primary_key: list[str] = Field(default_factory=list)
-    cursor_candidates: list[str] = Field(default_factory=list)
-    row_count_estimate: int | None = None
-    kind: str = "table"
 
 
 class CheckResult(BaseModel):

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from datasources import aws
 from datasources.dal.keys import Tenant, job_sk, source_sk, state_sk, unit_sk
+from datasources.dal.table import table
 from datasources.errors import StorageError, SyncAlreadyRunning
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -186,7 +187,7 @@ def create_job(tenant: Tenant, job: JobRecord, *, lease_seconds: int, expires_at
         }
     )
     try:
-        aws.table().transact_write_items(actions)
+        table().transact_write_items(actions)
     except ClientError as exc:
         if aws.error_code(exc) != "TransactionCanceledException":
             raise StorageError("could not create the sync job") from exc
@@ -197,7 +198,7 @@ def create_job(tenant: Tenant, job: JobRecord, *, lease_seconds: int, expires_at
             if index > 0 and reason.get("Code") == "ConditionalCheckFailed":
                 source_id = job.source_ids[index - 1]
                 item = (
-                    aws.table()
+                    table()
                     .get_item(
                         Key={"pk": tenant.pk, "sk": source_sk(source_id)}, ConsistentRead=True
                     )
@@ -213,14 +214,14 @@ def create_job(tenant: Tenant, job: JobRecord, *, lease_seconds: int, expires_at
 
 
 def put_units(tenant: Tenant, units: list[UnitRecord], *, expires_at: int) -> None:
-    with aws.table().batch_writer() as batch:
+    with table().batch_writer() as batch:
         for unit in units:
             batch.put_item(Item=unit.to_item(tenant, expires_at))
 
 
 def get_job(tenant: Tenant, job_id: str) -> JobRecord | None:
     item = (
-        aws.table()
+        table()
         .get_item(Key={"pk": tenant.pk, "sk": job_sk(job_id)}, ConsistentRead=True)
         .get("Item")
     )
@@ -235,13 +236,13 @@ def get_job(tenant: Tenant, job_id: str) -> JobRecord | None:
 
 
 def get_units(tenant: Tenant, job_id: str) -> list[UnitRecord]:
-    items = aws.table().query_prefix(tenant.pk, unit_sk(job_id, ""), consistent=True)
+    items = table().query_prefix(tenant.pk, unit_sk(job_id, ""), consistent=True)
     return [UnitRecord.from_item(i) for i in items]
 
 
 def get_unit(tenant: Tenant, job_id: str, unit_id: str) -> UnitRecord | None:
     item = (
-        aws.table()
+        table()
         .get_item(Key={"pk": tenant.pk, "sk": unit_sk(job_id, unit_id)}, ConsistentRead=True)
         .get("Item")
     )
@@ -365,7 +366,7 @@ def _request_token(*parts: Any) -> str:
 def lease_holder(tenant: Tenant, source_id: str) -> tuple[str | None, int]:
     """The job holding a source's lease and when the lease expires (epoch seconds)."""
     item = (
-        aws.table()
+        table()
         .get_item(Key={"pk": tenant.pk, "sk": source_sk(source_id)}, ConsistentRead=True)
         .get("Item")
         or {}
@@ -492,7 +493,7 @@ def end_unit(
 
 def record_attempt_error(tenant: Tenant, unit: UnitRecord, error: str) -> None:
     """Note a failed attempt that will be retried (visible on the job while it retries)."""
-    aws.table().update_item(
+    table().update_item(
         Key={"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
         UpdateExpression="SET #e = :e ADD attempts :one",
         ExpressionAttributeNames={"#e": "error"},
@@ -541,12 +542,12 @@ def _live_sk(tenant: Tenant, job_id: str) -> str:
 
 def drop_live(tenant: Tenant, job_id: str) -> None:
     """Remove an ended job from the live index (idempotent)."""
-    aws.table().delete_item(Key={"pk": LIVE_PK, "sk": _live_sk(tenant, job_id)})
+    table().delete_item(Key={"pk": LIVE_PK, "sk": _live_sk(tenant, job_id)})
 
 
 def live_jobs() -> list[tuple[Tenant, str]]:
     """Every job not yet known to have ended, as (tenant, job id)."""
-    items = aws.table().query_prefix(LIVE_PK, "ORG#", consistent=True)
+    items = table().query_prefix(LIVE_PK, "ORG#", consistent=True)
     return [(Tenant.from_pk(i["tenant_pk"]), str(i["job_id"])) for i in items]
 
 
@@ -574,13 +575,13 @@ def record_last_sync(tenant: Tenant, source_id: str, summary: dict[str, Any]) ->
 def get_stream_states(tenant: Tenant, source_id: str) -> dict[str, StreamStateRecord]:
     """Every stream's committed state of a source, in one paginated Query (planning a
     sync of a database with thousands of tables must not cost one read per table)."""
-    items = aws.table().query_prefix(tenant.pk, state_sk(source_id, ""), consistent=True)
+    items = table().query_prefix(tenant.pk, state_sk(source_id, ""), consistent=True)
     return {i["stream"]: StreamStateRecord.model_validate_json(i["state"]) for i in items}
 
 
 def get_stream_state(tenant: Tenant, source_id: str, stream: str) -> StreamStateRecord | None:
     item = (
-        aws.table()
+        table()
         .get_item(Key={"pk": tenant.pk, "sk": state_sk(source_id, stream)}, ConsistentRead=True)
         .get("Item")
     )
@@ -609,7 +610,7 @@ def cancel_source_jobs(tenant: Tenant, source_ids: list[str], finished_at: str) 
 
 def _transact(actions: list[dict[str, Any]], message: str, *, token: str | None = None) -> bool:
     try:
-        aws.table().transact_write_items(actions, token=token)
+        table().transact_write_items(actions, token=token)
     except ClientError as exc:
         if aws.error_code(exc) == "TransactionCanceledException":
             return False
@@ -635,7 +636,7 @@ def _update_ignoring_condition(
     if names:
         params["ExpressionAttributeNames"] = names
     try:
-        aws.table().update_item(**params)
+        table().update_item(**params)
     except ClientError as exc:
         if aws.error_code(exc) == "ConditionalCheckFailedException":
             return False

@@ -17,8 +17,12 @@ so no code path can address another tenant's items.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from datasources.models.common import Scope
+
+if TYPE_CHECKING:
+    from datasources.auth import Principal
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,11 @@ class Tenant:
         if len(parts) != 8 or parts[0::2] != ["ORG", "WS", "SCOPE", "OWNER"]:
             raise ValueError("not a tenant key")
         return cls(parts[1], parts[3], Scope(parts[5]), parts[7])
+
+
+def tenant_for(principal: Principal, workspace_id: str, scope: Scope) -> Tenant:
+    """The caller's items in a workspace and scope: their own in `user` scope."""
+    return Tenant(principal.organization, workspace_id, scope, principal.owner_for(scope))
 
 
 def source_sk(source_id: str) -> str:

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from datasources import aws
 from datasources.dal.keys import Tenant, source_sk, trigger_sk, uploads_pk
+from datasources.dal.table import table
 from datasources.errors import SourceNotFound, StorageError
 
 
@@ -79,7 +80,7 @@ def set_schedules(tenant: Tenant, changes: list[ScheduleChange]) -> None:
         elif change.had_upload_index:
             actions.append({"Delete": {"Key": index_key}})
     try:
-        aws.table().transact_write_items(actions)
+        table().transact_write_items(actions)
     except ClientError as exc:
         if aws.error_code(exc) == "TransactionCanceledException":
             raise SourceNotFound("a data source of the request no longer exists") from None
@@ -88,7 +89,7 @@ def set_schedules(tenant: Tenant, changes: list[ScheduleChange]) -> None:
 
 def upload_sources(organization: str) -> list[UploadSource]:
     """The organization's `on_upload` sources, from its upload index (one Query)."""
-    items = aws.table().query_prefix(uploads_pk(organization), "SOURCE#", consistent=True)
+    items = table().query_prefix(uploads_pk(organization), "SOURCE#", consistent=True)
     return [
         UploadSource(
             tenant=Tenant.from_pk(str(item["tenant_pk"])),
@@ -111,7 +112,7 @@ def claim_trigger(tenant: Tenant, key: str, *, ttl_days: int) -> bool:
     delivery through and turns the others into no-ops.
     """
     try:
-        aws.table().put_item(
+        table().put_item(
             Item={
                 "pk": tenant.pk,
                 "sk": trigger_sk(key),
@@ -129,13 +130,13 @@ def claim_trigger(tenant: Tenant, key: str, *, ttl_days: int) -> bool:
 
 def release_trigger(tenant: Tenant, key: str) -> None:
     """Forget a claim whose work was not done, so its redelivery is handled."""
-    aws.table().delete_item(Key={"pk": tenant.pk, "sk": trigger_sk(key)})
+    table().delete_item(Key={"pk": tenant.pk, "sk": trigger_sk(key)})
 
 
 def record_last_run(tenant: Tenant, source_id: str, last_run: dict[str, Any]) -> None:
     """Set the schedule's `last_run` (only while the source still has a schedule)."""
     try:
-        aws.table().update_item(
+        table().update_item(
             Key={"pk": tenant.pk, "sk": source_sk(source_id)},
             UpdateExpression="SET schedule_last_run = :r",
             ConditionExpression="attribute_exists(schedule)",
@@ -149,7 +150,7 @@ def record_last_run(tenant: Tenant, source_id: str, last_run: dict[str, Any]) ->
 def record_failure(tenant: Tenant, source_id: str) -> int | None:
     """Count one failed triggered run; the new count (None: the source has no schedule)."""
     try:
-        attributes = aws.table().update_item(
+        attributes = table().update_item(
             Key={"pk": tenant.pk, "sk": source_sk(source_id)},
             UpdateExpression="ADD schedule_failures :one",
             ConditionExpression="attribute_exists(schedule)",
@@ -167,7 +168,7 @@ def pause(tenant: Tenant, source_id: str, reason: str, at_least: int) -> bool:
     """Pause the schedule if its failure count is still `at_least` (a success in
     between resets it); False when it was not paused."""
     try:
-        aws.table().update_item(
+        table().update_item(
             Key={"pk": tenant.pk, "sk": source_sk(source_id)},
             UpdateExpression="SET schedule_paused = :why",
             ConditionExpression="attribute_exists(schedule) AND schedule_failures >= :n",
@@ -184,7 +185,7 @@ def reset_failures(tenant: Tenant, source_id: str, *, resume: bool) -> None:
     """A successful run clears the failure count; `resume` also lifts a pause."""
     expression = "SET schedule_failures = :zero" + (" REMOVE schedule_paused" if resume else "")
     try:
-        aws.table().update_item(
+        table().update_item(
             Key={"pk": tenant.pk, "sk": source_sk(source_id)},
             UpdateExpression=expression,
             ConditionExpression="attribute_exists(schedule)",

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from datasources import aws
 from datasources.dal.keys import STATE_PREFIX, Tenant, name_sk, source_sk, state_sk, uploads_pk
+from datasources.dal.table import table
 from datasources.errors import BadRequest, NameConflict, StorageError
 from datasources.models.common import SOURCE_ID_PATTERN, fullmatches
 from datasources.tokens import (
@@ -113,7 +114,7 @@ def create_sources(tenant: Tenant, sources: list[SourceRecord]) -> None:
             }
         )
     try:
-        aws.table().transact_write_items(actions)
+        table().transact_write_items(actions)
     except ClientError as exc:
         if aws.error_code(exc) == "TransactionCanceledException":
             reasons = exc.response.get("CancellationReasons", [])
@@ -129,7 +130,7 @@ def create_sources(tenant: Tenant, sources: list[SourceRecord]) -> None:
 
 def get_source(tenant: Tenant, source_id: str) -> SourceRecord | None:
     """One source of this tenant, or None (also for another tenant's id)."""
-    item = aws.table().get_item(Key={"pk": tenant.pk, "sk": source_sk(source_id)}).get("Item")
+    item = table().get_item(Key={"pk": tenant.pk, "sk": source_sk(source_id)}).get("Item")
     return SourceRecord.from_item(item) if item else None
 
 
@@ -139,7 +140,7 @@ def get_sources(tenant: Tenant, source_ids: list[str]) -> dict[str, SourceRecord
     unique = list(dict.fromkeys(source_ids))
     for start in range(0, len(unique), 100):
         keys = [{"pk": tenant.pk, "sk": source_sk(sid)} for sid in unique[start : start + 100]]
-        for item in aws.table().batch_get(keys):
+        for item in table().batch_get(keys):
             record = SourceRecord.from_item(item)
             found[record.id] = record
     return found
@@ -160,7 +161,7 @@ def list_sources(
         params["ExpressionAttributeValues"][":type"] = source_type
     if next_token:
         params["ExclusiveStartKey"] = _decode_token(next_token, tenant)
-    response = aws.table().query(**params)
+    response = table().query(**params)
     items = [SourceRecord.from_item(i) for i in response.get("Items", [])]
     last = response.get("LastEvaluatedKey")
     return items, _encode_token(last) if last else None
@@ -182,7 +183,7 @@ def state_keys_by_source(tenant: Tenant) -> dict[str, list[dict[str, str]]]:
     A cleanup of many sources reads them once instead of one query per source.
     """
     found: dict[str, list[dict[str, str]]] = {}
-    for item in aws.table().query_prefix(tenant.pk, STATE_PREFIX, keys_only=True):
+    for item in table().query_prefix(tenant.pk, STATE_PREFIX, keys_only=True):
         source_id = item["sk"].split("#", 2)[1]
         found.setdefault(source_id, []).append({"pk": item["pk"], "sk": item["sk"]})
     return found
@@ -198,7 +199,7 @@ def delete_sources(
     `states` (from `state_keys_by_source`) saves a query per source when given.
     """
     keys: list[dict[str, str]] = []
-    table = aws.table()
+    items_table = table()
     for source in sources:
         keys.append({"pk": tenant.pk, "sk": source_sk(source.id)})
         keys.append({"pk": tenant.pk, "sk": name_sk(source.name)})
@@ -207,9 +208,9 @@ def delete_sources(
         if states is not None:
             keys.extend(states.get(source.id, []))
             continue
-        items = table.query_prefix(tenant.pk, state_sk(source.id, ""), keys_only=True)
+        items = items_table.query_prefix(tenant.pk, state_sk(source.id, ""), keys_only=True)
         keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in items)
-    with table.batch_writer() as batch:
+    with items_table.batch_writer() as batch:
         for key in keys:
             batch.delete_item(Key=key)
 

@@ -13,6 +13,11 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from datasources import aws
+from datasources.backoff import send_until_done
+from datasources.config import get_settings
+from datasources.errors import StorageError
+
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 _BATCH_WRITE_SIZE = 25  # DynamoDB's BatchWriteItem limit
@@ -33,6 +38,12 @@ def _wire_action(action: dict[str, Any]) -> dict[str, Any]:
         if field in out:
             out[field] = _wire(out[field])
     return out
+
+
+def table() -> Table:
+    """The service's DynamoDB table, with plain Python values in and out."""
+    # Not cached itself: the client is, and a test's fresh emulated AWS gets a fresh one.
+    return Table(aws.client("dynamodb"), get_settings().table_name)
 
 
 class Table:
@@ -104,15 +115,17 @@ class Table:
     def batch_get(
         self, keys: list[dict[str, Any]], *, consistent: bool = True
     ) -> list[dict[str, Any]]:
-        """Items for up to 100 keys; unprocessed keys are asked again until none is left."""
+        """Items for up to 100 keys; unprocessed keys are asked again, with backoff."""
         found: list[dict[str, Any]] = []
-        request: dict[str, Any] = {
-            self.name: {"Keys": [_wire(k) for k in keys], "ConsistentRead": consistent}
-        }
-        while request:
+
+        def send(request: dict[str, Any]) -> dict[str, Any]:
             response = self.client.batch_get_item(RequestItems=request)
             found.extend(_plain(i) for i in response["Responses"].get(self.name, []))
-            request = response.get("UnprocessedKeys") or {}
+            return response.get("UnprocessedKeys") or {}
+
+        request = {self.name: {"Keys": [_wire(k) for k in keys], "ConsistentRead": consistent}}
+        if send_until_done(send, request):
+            raise StorageError("the table kept refusing to read some items (throttled)")
         return found
 
     @contextmanager
@@ -123,7 +136,8 @@ class Table:
 
 
 class _BatchWriter:
-    """Buffers puts and deletes; writes them 25 at a time, retrying unprocessed ones."""
+    """Buffers puts and deletes; writes them 25 at a time, retrying unprocessed ones
+    with backoff."""
 
     def __init__(self, table: Table) -> None:
         self._table = table
@@ -146,7 +160,9 @@ class _BatchWriter:
                 self._requests[:_BATCH_WRITE_SIZE],
                 self._requests[_BATCH_WRITE_SIZE:],
             )
-            pending: dict[str, Any] = {self._table.name: chunk}
-            while pending:
-                response = self._table.client.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
+            if send_until_done(self._send, {self._table.name: chunk}):
+                raise StorageError("the table kept refusing to write some items (throttled)")
+
+    def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+        response = self._table.client.batch_write_item(RequestItems=request)
+        return response.get("UnprocessedItems") or {}

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from datasources.connectors.base import Column
 from datasources.models.schedules import ScheduleView
+from datasources.models.streams import Column
 
 
 class SourceView(BaseModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ON_UPLOAD = "on_upload"
@@ -25,6 +26,11 @@ _UNIT_MINUTES = {"minute": 1, "hour": 60, "day": 1440}
 _YEAR = re.compile(r"^(\*|\d{4}(-\d{4})?(/\d{1,3})?(,\d{4}(-\d{4})?)*)$")
 # A day-of-week number not following '#' (which counts weeks) or '/' (a step).
 _DOW_NUMBER = re.compile(r"(?<![#/\d])([1-7])(?!\d)")
+
+
+def is_timed(config: dict[str, Any] | None) -> bool:
+    """Whether a source's schedule config has a Scheduler schedule (not `on_upload`)."""
+    return bool(config) and config is not None and config.get("schedule") != ON_UPLOAD
 
 
 class ExpressionError(ValueError):

@@ -1,1 +1,1 @@
-"""What the handlers call: one function per endpoint, plus the sync worker."""
+"""What the handlers call: one function per endpoint, and the sync worker, trigger and reaper."""

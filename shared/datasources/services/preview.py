@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from datasources.auth import Principal
 from datasources.dal import sources as sources_dal
+from datasources.dal.keys import tenant_for
 from datasources.errors import SourceNotFound, StreamNotFound
 from datasources.models.requests import PreviewQuery
-from datasources.services.common import open_source, tenant_for
+from datasources.sync.sources import open_source
 
 if TYPE_CHECKING:
-    from datasources.connectors.base import Batch, Column
+    from datasources.connectors.base import Batch
+    from datasources.models.streams import Column
 
 # The response must stay far below Lambda's 6 MB payload limit and quick to render in a
 # terminal: rows stop at 1 MiB of JSON, and one long value cannot fill that by itself.

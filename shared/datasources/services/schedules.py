@@ -10,12 +10,18 @@ from datasources.auth import Principal
 from datasources.config import get_settings
 from datasources.dal import schedules as schedules_dal
 from datasources.dal import sources as sources_dal
+from datasources.dal.keys import tenant_for
 from datasources.dal.schedules import ScheduleChange
 from datasources.dal.sources import SourceRecord
 from datasources.errors import SourceNotFound, ValidationFailed
-from datasources.models.schedule_expression import ON_UPLOAD, next_run, parse_expression
+from datasources.ids import now_iso
+from datasources.models.schedule_expression import (
+    ON_UPLOAD,
+    is_timed,
+    next_run,
+    parse_expression,
+)
 from datasources.models.schedules import ScheduleRequest, SchedulesQuery
-from datasources.services.common import now_iso, tenant_for
 
 
 def schedule_view(source: SourceRecord, now: dt.datetime | None = None) -> dict[str, Any] | None:
@@ -57,7 +63,7 @@ def set_schedules(
     later step fails; the DynamoDB transaction that records every source's schedule
     comes last. So a request either takes effect for all its sources or for none.
     """
-    from datasources.services import scheduler
+    from datasources.aws import scheduler
 
     principal.require_write(request.scope)
     tenant = tenant_for(principal, workspace_id, request.scope)
@@ -96,8 +102,8 @@ def set_schedules(
     try:
         for source in sources:
             if config is not None and config["schedule"] != ON_UPLOAD:
-                scheduler.put_schedule(tenant, source.id, config)
-            elif _is_timed(source.schedule):
+                scheduler.put_schedule(tenant.pk, source.id, config)
+            elif is_timed(source.schedule):
                 scheduler.delete_schedule(source.id)
             done.append(source)
         schedules_dal.set_schedules(tenant, changes)
@@ -120,23 +126,14 @@ def list_schedules(
     return {"schedules": [v for v in views if v is not None]}
 
 
-def remove_schedules(sources: list[SourceRecord]) -> None:
-    """Delete the Scheduler schedules of sources being cleaned up (their items go with them)."""
-    from datasources.services import scheduler
-
-    for source in sources:
-        if _is_timed(source.schedule):
-            scheduler.delete_schedule(source.id)
-
-
 def _restore(tenant: Any, source: SourceRecord) -> None:
     """Put a source's Scheduler schedule back as its item still describes it."""
-    from datasources.services import scheduler
+    from datasources.aws import scheduler
 
     try:
-        if _is_timed(source.schedule):
+        if is_timed(source.schedule):
             assert source.schedule is not None
-            scheduler.put_schedule(tenant, source.id, source.schedule)
+            scheduler.put_schedule(tenant.pk, source.id, source.schedule)
         else:
             scheduler.delete_schedule(source.id)
     except Exception:  # noqa: BLE001 - the original error is the one to report
@@ -180,10 +177,6 @@ def _upload_index(source: SourceRecord, organization: str) -> dict[str, Any]:
 
 def _is_upload(config: dict[str, Any] | None) -> bool:
     return bool(config) and config is not None and config.get("schedule") == ON_UPLOAD
-
-
-def _is_timed(config: dict[str, Any] | None) -> bool:
-    return bool(config) and config is not None and config.get("schedule") != ON_UPLOAD
 
 
 def _parse_time(text: str) -> dt.datetime:

@@ -6,20 +6,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from datasources.auth import Principal
+from datasources.aws.secrets import delete_secret, put_secrets
 from datasources.config import get_settings
 from datasources.dal import sources as sources_dal
+from datasources.dal.keys import tenant_for
 from datasources.dal.sources import SourceRecord
 from datasources.errors import SourceNotFound, ValidationFailed
+from datasources.ids import new_id, now_iso
 from datasources.models.requests import CleanupRequest, ListQuery, SchemaQuery
-from datasources.secrets_store import delete_secret, put_secrets
-from datasources.services.common import (
-    choose_cursor,
-    new_id,
-    now_iso,
-    open_config,
-    open_source,
-    tenant_for,
-)
+from datasources.sync.sources import open_source
+from datasources.types import choose_cursor
 
 if TYPE_CHECKING:
     from datasources.models.connection import ConfigModel
@@ -91,7 +87,7 @@ def connect_sources(
         raise ValidationFailed(f"at most {limit} sources can be connected in one request")
     tenant = tenant_for(principal, workspace_id, request.scope)
     if any(source.type == "file" for source in request.sources):
-        from datasources.services.lake_access import Reader, check_file_config
+        from datasources.dal.lake_access import Reader, check_file_config
 
         reader = Reader.of_source(tenant)
         for source in request.sources:
@@ -176,13 +172,12 @@ def cleanup_sources(
 
 def test_connection(principal: Principal, request: TestConnectionRequest) -> dict[str, Any]:
     """Check a config before it is saved; ConnectionFailed says which stage failed."""
-    from datasources.services.lake_access import Reader
+    from datasources.connectors.registry import open_connector
+    from datasources.dal.lake_access import Reader, lake_allowance
 
-    connector = open_config(
-        request.source_config.connection_config,
-        request.source_config.type,
-        Reader.of_caller(principal),
-    )
+    config = request.source_config.connection_config
+    lake = lake_allowance(Reader.of_caller(principal), config)
+    connector = open_connector(request.source_config.type, config, lake)
     try:
         started = time.perf_counter()
         result = connector.check()

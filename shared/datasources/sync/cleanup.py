@@ -22,14 +22,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from datasources import aws
+from datasources.aws import sqs
+from datasources.aws.secrets import delete_secret
 from datasources.config import get_settings
 from datasources.dal import sources as sources_dal
 from datasources.dal.keys import Tenant
 from datasources.dal.sources import SourceRecord
 from datasources.errors import StorageError
 from datasources.observability import logger
-from datasources.secrets_store import delete_secret
 
 CLEANUP_KIND = "cleanup"
 # Sources per chunk: one BatchWriteItem of their items and name guards, and 25 secret
@@ -66,7 +66,6 @@ def remove_sources(
     At least one chunk is removed per call, so a continuation always makes progress.
     """
     from datasources.dal.jobs import cancel_source_jobs
-    from datasources.services.schedules import remove_schedules
     from datasources.sync.events import job_ended
 
     progress = CleanupProgress()
@@ -83,7 +82,7 @@ def remove_sources(
         for job_id in cancelled:
             job_ended(tenant, job_id)  # exactly the calls that cancelled it get here
         progress.cancelled_jobs += cancelled
-        remove_schedules(chunk)
+        _remove_schedules(chunk)
         for source in chunk:
             delete_secret(source.secret_arn)
         sources_dal.delete_sources(tenant, chunk, states)
@@ -94,21 +93,34 @@ def remove_sources(
     return progress
 
 
+def _remove_schedules(sources: list[SourceRecord]) -> None:
+    """Delete the Scheduler schedules of sources being cleaned up (their items go with them)."""
+    from datasources.aws import scheduler
+    from datasources.models.schedule_expression import is_timed
+
+    for source in sources:
+        if is_timed(source.schedule):
+            scheduler.delete_schedule(source.id)
+
+
 def enqueue(tenant: Tenant, source_ids: list[str]) -> None:
     """Queue the cleanup of `source_ids` for the worker."""
-    queue = aws.client("sqs")
-    for start in range(0, len(source_ids), IDS_PER_MESSAGE):
-        body = {
-            "kind": CLEANUP_KIND,
-            "pk": tenant.pk,
-            "source_ids": source_ids[start : start + IDS_PER_MESSAGE],
-        }
-        try:
-            queue.send_message(QueueUrl=get_settings().queue_url, MessageBody=json.dumps(body))
-        except ClientError as exc:
-            raise StorageError(
-                "could not queue the rest of the cleanup; run it again for the sources still listed"
-            ) from exc
+    bodies = [
+        json.dumps(
+            {
+                "kind": CLEANUP_KIND,
+                "pk": tenant.pk,
+                "source_ids": source_ids[start : start + IDS_PER_MESSAGE],
+            }
+        )
+        for start in range(0, len(source_ids), IDS_PER_MESSAGE)
+    ]
+    try:
+        sqs.send_batch(get_settings().queue_url, bodies)
+    except (ClientError, StorageError) as exc:
+        raise StorageError(
+            "could not queue the rest of the cleanup; run it again for the sources still listed"
+        ) from exc
 
 
 def is_cleanup_message(body: str) -> bool:

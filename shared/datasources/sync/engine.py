@@ -9,7 +9,7 @@ it in the worker. Whoever finishes the last unit writes the job's final status.
 Faults: a failure after progress continues from a fresh message (the attempt limit
 counts attempts without progress); a failure the worker gives up on fails the unit and
 sends its message to the dead-letter queue; a job whose lease lapses is ended by the
-reaper (sync/reaper.py). Every end removes the parts nobody counted (`sweep_unit`).
+reaper (services/reaper.py). Every end removes the parts nobody counted (`sweep_unit`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasources import aws
-from datasources.auth import Principal
+from datasources.aws import s3, sqs
 from datasources.config import get_settings
-from datasources.connectors.base import Batch, Column, Connector, StreamState, Table
+from datasources.connectors.base import Batch, Connector, StreamState
 from datasources.dal import jobs as jobs_dal
 from datasources.dal import sources as sources_dal
 from datasources.dal.jobs import TERMINAL, JobRecord, StreamStateRecord, UnitRecord
@@ -34,19 +33,21 @@ from datasources.dal.sources import SourceRecord
 from datasources.errors import (
     ConnectionFailed,
     DataSourcesError,
-    SourceNotFound,
     SourceReadError,
     StorageError,
     Throttled,
     ValidationFailed,
 )
+from datasources.ids import new_id, now_iso
 from datasources.limits import deadline_from
-from datasources.models.requests import SyncOptions, SyncRequest
+from datasources.models.requests import SyncOptions
+from datasources.models.streams import Column, Table
 from datasources.observability import failure_metric, log_failure, logger, unit_metrics
-from datasources.services.common import choose_cursor, new_id, now_iso, open_source, tenant_for
 from datasources.sync.events import job_ended
 from datasources.sync.readahead import ReadAhead
+from datasources.sync.sources import open_source
 from datasources.sync.status import job_status
+from datasources.types import choose_cursor
 
 RemainingMillis = Callable[[], int]
 MAX_SOURCES_PER_JOB = 99
@@ -77,48 +78,6 @@ class _Connectors:
             with contextlib.suppress(Exception):
                 connector.close()
         self.opened.clear()
-
-
-# The AWS clients a sync uses, made at init by the sync and worker functions.
-CLIENTS = ("dynamodb", "s3", "sqs", "secretsmanager")
-
-
-def preload() -> None:
-    """Import the data path: connectors with their drivers, Arrow and Parquet.
-
-    The sync and worker functions call this at init, which Lambda runs once per
-    execution environment before its first request: the first sync then starts as warm
-    as every later one, instead of paying a few hundred milliseconds of imports inside
-    API Gateway's 29 s. The light functions never import this module.
-    """
-    from datasources.connectors.registry import load_all
-    from datasources.sync import writer  # noqa: F401 - imported for its side effect
-
-    load_all()
-
-
-# ------------------------------------------------------------------ POST /sync
-
-
-def start_sync(
-    principal: Principal, workspace_id: str, request: SyncRequest, remaining_ms: RemainingMillis
-) -> dict[str, Any]:
-    """Create a job, work it inline while the time budget lasts, enqueue the rest."""
-    principal.require_write(request.scope)
-    tenant = tenant_for(principal, workspace_id, request.scope)
-    if request.source_ids:
-        found = sources_dal.get_sources(tenant, request.source_ids)
-        missing = [sid for sid in request.source_ids if sid not in found]
-        if missing:
-            raise SourceNotFound(
-                f"data source not found: {', '.join(missing)}", details={"not_found": missing}
-            )
-        sources = [found[sid] for sid in dict.fromkeys(request.source_ids)]
-    else:
-        sources = list(sources_dal.iter_all_sources(tenant))
-    return run_job(
-        tenant, sources, request.sync_options, remaining_ms, created_by=principal.sub, trigger="api"
-    )
 
 
 def run_job(
@@ -431,7 +390,6 @@ def _write_manifest(
     finished: str,
 ) -> None:
     settings = get_settings()
-    s3 = aws.client("s3")
     files = [{"key": key, "bytes": size} for key, size, counted in _parts_of(unit) if counted]
     if len(files) != unit.seq:
         # Never complete a unit whose manifest would leave out rows it counted.
@@ -458,11 +416,11 @@ def _write_manifest(
         "notes": unit.notes,
         "completed_at": finished,
     }
-    s3.put_object(
-        Bucket=settings.bucket_name,
-        Key=f"{unit.output_prefix}/_manifest.json",
-        Body=json.dumps(manifest, default=str, indent=2).encode(),
-        ContentType="application/json",
+    s3.put(
+        settings.bucket_name,
+        f"{unit.output_prefix}/_manifest.json",
+        json.dumps(manifest, default=str, indent=2).encode(),
+        content_type="application/json",
     )
 
 
@@ -470,14 +428,10 @@ def _parts_of(unit: UnitRecord) -> list[tuple[str, int, bool]]:
     """Every part stored under the unit's prefix: (key, bytes, counted by the checkpoint)."""
     from datasources.sync.writer import part_id
 
-    paginator = aws.client("s3").get_paginator("list_objects_v2")
     found: list[tuple[str, int, bool]] = []
-    for page in paginator.paginate(
-        Bucket=get_settings().bucket_name, Prefix=f"{unit.output_prefix}/part-"
-    ):
-        for obj in page.get("Contents", []):
-            seq, attempt = part_id(obj["Key"])
-            found.append((obj["Key"], int(obj["Size"]), unit.attempt_of(seq) == attempt))
+    for key, size in s3.list_objects(get_settings().bucket_name, f"{unit.output_prefix}/part-"):
+        seq, attempt = part_id(key)
+        found.append((key, size, unit.attempt_of(seq) == attempt))
     return sorted(found)
 
 
@@ -489,13 +443,10 @@ def sweep_unit(tenant: Tenant, unit: UnitRecord) -> int:
     so a part the checkpoint does not name would only duplicate or orphan rows.
     """
     unit = jobs_dal.get_unit(tenant, unit.job_id, unit.unit_id) or unit  # the stored checkpoint
-    bucket = get_settings().bucket_name
-    s3 = aws.client("s3")
     doomed = [key for key, _, counted in _parts_of(unit) if not counted]
     if unit.status != "completed":
         doomed.append(f"{unit.output_prefix}/_manifest.json")
-    for key in doomed:
-        s3.delete_object(Bucket=bucket, Key=key)
+    s3.delete_keys(get_settings().bucket_name, doomed)
     return len(doomed)
 
 
@@ -611,9 +562,7 @@ def _describe(exc: BaseException) -> str:
 def _enqueue(tenant: Tenant, unit: UnitRecord, *, delay: int = 0) -> None:
     settings = get_settings()
     body = {"job_id": unit.job_id, "pk": tenant.pk, "unit_id": unit.unit_id, "seq": unit.seq}
-    aws.client("sqs").send_message(
-        QueueUrl=settings.queue_url, MessageBody=json.dumps(body), DelaySeconds=min(900, delay)
-    )
+    sqs.send(settings.queue_url, json.dumps(body), delay_seconds=min(900, delay))
     # Sent first, recorded second: a crash in between leaves the old message current,
     # so the unit is still carried on (see handle_message's staleness rule).
     jobs_dal.set_continuation(tenant, unit, unit.seq)
@@ -697,4 +646,4 @@ def _dead_letter(body: str) -> None:
     (the unit is already failed), instead of relying on more receives to move it."""
     url = get_settings().dead_letter_queue_url
     if url:
-        aws.client("sqs").send_message(QueueUrl=url, MessageBody=body)
+        sqs.send(url, body)

@@ -16,6 +16,8 @@ from typing import Any
 from datasources import aws
 from datasources.config import get_settings
 from datasources.dal import jobs as jobs_dal
+from datasources.dal import schedules as schedules_dal
+from datasources.dal import sources as sources_dal
 from datasources.dal.jobs import JobRecord, UnitRecord
 from datasources.dal.keys import Tenant
 from datasources.observability import log_failure, logger
@@ -47,8 +49,6 @@ def job_ended(tenant: Tenant, job_id: str) -> None:
         log_failure("could not publish the job's completion event", exc, type(exc).__name__)
         return
     try:
-        from datasources.sync.triggers import count_run
-
         count_run(tenant, job)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log_failure("could not count the run for its schedule", exc, type(exc).__name__)
@@ -116,3 +116,51 @@ def publish_job_ended(tenant: Tenant, job: JobRecord, units: list[UnitRecord]) -
         "completion event published",
         extra={"job_id": job.job_id, "detail_type": detail_type, "status": job.status},
     )
+
+
+def count_run(tenant: Tenant, job: JobRecord) -> None:
+    """After a job ended: note its outcome on each source's schedule.
+
+    A failed triggered run counts towards the pause; a completed one clears the count;
+    a completed manual sync (POST /sync) also lifts a pause. A cancelled job counts
+    for nothing (cleanup cancels).
+    """
+    if job.status == "cancelled":
+        return
+    for source_id in job.source_ids:
+        source = sources_dal.get_source(tenant, source_id)
+        if source is None or not source.schedule:
+            continue
+        last = source.schedule_last_run
+        if last and last.get("job_id") == job.job_id:
+            schedules_dal.record_last_run(
+                tenant,
+                source_id,
+                {**last, "job_status": job.status, "ended_at": job.finished_at},
+            )
+        if job.trigger in ("schedule", "upload"):
+            if job.status == "failed":
+                count_failure(tenant, source_id, source.schedule, job.error)
+            else:
+                schedules_dal.reset_failures(tenant, source_id, resume=False)
+        elif job.status == "completed" and (source.schedule_paused or source.schedule_failures):
+            schedules_dal.reset_failures(tenant, source_id, resume=True)
+            logger.info(
+                "schedule resumed by a successful manual sync", extra={"source_id": source_id}
+            )
+
+
+def count_failure(
+    tenant: Tenant, source_id: str, config: dict[str, Any], error: str | None
+) -> None:
+    """Count a failed run of a source's schedule; pause the schedule at its limit."""
+    failures = schedules_dal.record_failure(tenant, source_id)
+    limit = int(config.get("max_consecutive_failures") or 5)
+    if failures is not None and failures >= limit:
+        reason = (
+            f"paused after {failures} consecutive failed runs; last error: {error or 'unknown'}"
+        )
+        if schedules_dal.pause(tenant, source_id, reason[:1000], limit):
+            logger.warning(
+                "schedule paused", extra={"source_id": source_id, "consecutive_failures": failures}
+            )

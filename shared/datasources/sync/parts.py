@@ -26,11 +26,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from datasources import aws
+from datasources.aws import s3
 from datasources.dal import jobs as jobs_dal
 from datasources.dal.jobs import TERMINAL, UnitRecord
 from datasources.dal.keys import Tenant
-from datasources.services.common import now_iso
+from datasources.ids import now_iso
 
 _POLL_SECONDS = 0.1
 # Parts stored concurrently: enough to hide a PUT's round trip behind the checkpoints
@@ -74,7 +74,6 @@ class PartUploader:
         self._attempt = attempt
         self._bucket = bucket
         self._lease_seconds = lease_seconds
-        self._s3 = aws.client("s3")
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._puts = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="sync-put")
         self._queue: queue.Queue[tuple[EncodedPart, Future[Any]] | None] = queue.Queue()
@@ -121,7 +120,7 @@ class PartUploader:
             raise error
 
     def _put(self, part: EncodedPart) -> None:
-        self._s3.put_object(Bucket=self._bucket, Key=part.key, Body=part.body)
+        s3.put(self._bucket, part.key, part.body)
 
     # ---- the committer thread
 
@@ -190,4 +189,4 @@ class PartUploader:
     def _delete(self, part: EncodedPart) -> None:
         # Best effort: a part left behind is removed by the engine's sweep.
         with contextlib.suppress(Exception):
-            self._s3.delete_object(Bucket=self._bucket, Key=part.key)
+            s3.delete(self._bucket, part.key)

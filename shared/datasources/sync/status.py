@@ -1,4 +1,4 @@
-"""Sync job progress for GET /sync/{job_id} (and the POST /sync answer).
+"""Sync job progress, as GET /sync/{job_id} (and the POST /sync answer) show it.
 
 Kept apart from the engine so the status function imports no connector or pyarrow.
 """
@@ -7,24 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from datasources.auth import Principal
 from datasources.config import get_settings
 from datasources.dal import jobs as jobs_dal
 from datasources.dal.keys import Tenant
 from datasources.errors import JobNotFound
-from datasources.models.common import Scope
-from datasources.services.common import tenant_for
-
-
-def get_sync_job(
-    principal: Principal, workspace_id: str, scope: Scope, job_id: str
-) -> dict[str, Any]:
-    """A job's progress as the caller may see it (404 for another tenant's job)."""
-    tenant = tenant_for(principal, workspace_id, scope)
-    return job_status(tenant, job_id)
 
 
 def job_status(tenant: Tenant, job_id: str) -> dict[str, Any]:
+    """A job's progress, per source and stream (JobNotFound when the tenant has none)."""
     job = jobs_dal.get_job(tenant, job_id)
     if job is None:
         raise JobNotFound(f"sync job {job_id} not found")

@@ -16,7 +16,6 @@ A trigger
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -24,15 +23,15 @@ from urllib.parse import unquote, urlsplit
 from datasources.config import get_settings
 from datasources.dal import schedules as schedules_dal
 from datasources.dal import sources as sources_dal
-from datasources.dal.jobs import JobRecord
 from datasources.dal.keys import Tenant
 from datasources.dal.schedules import UploadSource
 from datasources.dal.sources import SourceRecord
 from datasources.errors import DataSourcesError, StorageError, SyncAlreadyRunning
+from datasources.ids import now_iso
 from datasources.models.requests import SyncOptions
 from datasources.models.schedule_expression import ON_UPLOAD
 from datasources.observability import log_failure, logger
-from datasources.services.common import now_iso
+from datasources.sync.events import count_failure
 
 
 @dataclass
@@ -156,7 +155,7 @@ def _start(tenant: Tenant, source: SourceRecord, trigger: str, run: dict[str, An
             source.id,
             {**run, "status": "failed", "error": exc.message, "at": now_iso()},
         )
-        _count_failure(tenant, source.id, source.schedule, exc.message)
+        count_failure(tenant, source.id, source.schedule, exc.message)
         return True
     logger.append_keys(job_id=job["job_id"])
     logger.info("triggered sync started", extra={"trigger": trigger, "status": job["status"]})
@@ -259,87 +258,8 @@ def upload_matches(source: UploadSource, key: str) -> bool:
     if not relative or relative.endswith("/"):
         return False
     if source.pattern:
-        from datasources.connectors.file import _glob_regex
+        from datasources.connectors.registry import file_pattern
 
-        return bool(_glob_regex(source.pattern).match(relative))
+        return bool(file_pattern(source.pattern).match(relative))
     # Job markers next to the data (_SUCCESS, .crc) are not read by the connector.
     return not relative.rsplit("/", 1)[-1].startswith(("_", "."))
-
-
-# ------------------------------------------------------------------ outcomes
-
-
-def count_run(tenant: Tenant, job: JobRecord) -> None:
-    """After a job ended: note its outcome on each source's schedule.
-
-    A failed triggered run counts towards the pause; a completed one clears the count;
-    a completed manual sync (POST /sync) also lifts a pause. A cancelled job counts
-    for nothing (cleanup cancels).
-    """
-    if job.status == "cancelled":
-        return
-    for source_id in job.source_ids:
-        source = sources_dal.get_source(tenant, source_id)
-        if source is None or not source.schedule:
-            continue
-        last = source.schedule_last_run
-        if last and last.get("job_id") == job.job_id:
-            schedules_dal.record_last_run(
-                tenant,
-                source_id,
-                {**last, "job_status": job.status, "ended_at": job.finished_at},
-            )
-        if job.trigger in ("schedule", "upload"):
-            if job.status == "failed":
-                _count_failure(tenant, source_id, source.schedule, job.error)
-            else:
-                schedules_dal.reset_failures(tenant, source_id, resume=False)
-        elif job.status == "completed" and (source.schedule_paused or source.schedule_failures):
-            schedules_dal.reset_failures(tenant, source_id, resume=True)
-            logger.info(
-                "schedule resumed by a successful manual sync", extra={"source_id": source_id}
-            )
-
-
-def _count_failure(
-    tenant: Tenant, source_id: str, config: dict[str, Any], error: str | None
-) -> None:
-    failures = schedules_dal.record_failure(tenant, source_id)
-    limit = int(config.get("max_consecutive_failures") or 5)
-    if failures is not None and failures >= limit:
-        reason = (
-            f"paused after {failures} consecutive failed runs; last error: {error or 'unknown'}"
-        )
-        if schedules_dal.pause(tenant, source_id, reason[:1000], limit):
-            logger.warning(
-                "schedule paused", extra={"source_id": source_id, "consecutive_failures": failures}
-            )
-
-
-def group_size(messages: list[TriggerMessage]) -> dict[str, int]:
-    """How many messages of each kind a batch holds (for the batch's log line)."""
-    kinds: dict[str, int] = defaultdict(int)
-    for message in messages:
-        kinds[str(message.body.get("trigger") or message.body.get("source") or "unknown")] += 1
-    return dict(kinds)
-
-
-def retry_later(records: list[Any]) -> None:
-    """Bring the retried messages back after a growing delay, not the queue's timeout.
-
-    An upload whose source is syncing waits for that sync to end: 30 s, 60 s, ... up
-    to 15 minutes between attempts (the queue's maxReceiveCount bounds the total).
-    """
-    from datasources import aws
-
-    settings = get_settings()
-    for record in records:
-        count = int(record.attributes.approximate_receive_count or 1)
-        try:
-            aws.client("sqs").change_message_visibility(
-                QueueUrl=settings.trigger_queue_url,
-                ReceiptHandle=record.receipt_handle,
-                VisibilityTimeout=min(900, 30 * 2 ** min(count - 1, 5)),
-            )
-        except Exception:  # noqa: BLE001 - the retry still comes at the queue's own timeout
-            logger.warning("could not shorten the trigger's retry delay")

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datasources import types
-from datasources.connectors.base import Column
 from datasources.dal.keys import Tenant
 from datasources.lake import source_prefix
+from datasources.models.streams import Column
 
 _DICTIONARY_LIMIT_BYTES = 256 * 1024
 

@@ -21,8 +21,8 @@ from datasources.config import get_settings
 from datasources.dal import jobs as jobs_dal
 from datasources.dal.jobs import TERMINAL
 from datasources.dal.keys import Tenant
+from datasources.ids import now_iso
 from datasources.observability import logger
-from datasources.services.common import now_iso
 from datasources.sync.cleanup import is_cleanup_message
 from datasources.sync.engine import _finish_job_if_done, end_job, supersede, sweep_unit
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from datasources import aws
 from datasources.config import get_settings
-from datasources.dal.keys import Tenant
 from datasources.errors import StorageError
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
@@ -24,17 +23,18 @@ def schedule_name(source_id: str) -> str:
     return source_id
 
 
-def target_input(tenant: Tenant, source_id: str) -> dict[str, Any]:
-    """What the schedule sends to the trigger queue (Scheduler fills in the time)."""
+def target_input(pk: str, source_id: str) -> dict[str, Any]:
+    """What the schedule sends to the trigger queue (Scheduler fills in the time);
+    `pk` is the tenant key of the source."""
     return {
         "trigger": "schedule",
-        "pk": tenant.pk,
+        "pk": pk,
         "source_id": source_id,
         "scheduled_time": SCHEDULED_TIME,
     }
 
 
-def put_schedule(tenant: Tenant, source_id: str, config: dict[str, Any]) -> None:
+def put_schedule(pk: str, source_id: str, config: dict[str, Any]) -> None:
     """Create or update the source's schedule with the config's expression and zone."""
     settings = get_settings()
     client = aws.client("scheduler")
@@ -49,7 +49,7 @@ def put_schedule(tenant: Tenant, source_id: str, config: dict[str, Any]) -> None
         "Target": {
             "Arn": settings.trigger_queue_arn,
             "RoleArn": settings.scheduler_role_arn,
-            "Input": json.dumps(target_input(tenant, source_id)),
+            "Input": json.dumps(target_input(pk, source_id)),
             # A failed delivery is retried by Scheduler for a while; the trigger is
             # idempotent on the scheduled time, so a retry never starts a second job.
             "RetryPolicy": {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 10},

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from datasources import aws
+from datasources.aws import sqs
 from datasources.config import get_settings
+from datasources.ids import now_iso
 from datasources.observability import logger
-from datasources.services.common import now_iso
 from datasources.sync.cleanup import continue_cleanup, is_cleanup_message
 from datasources.sync.engine import handle_message, retry_delay
 
@@ -36,12 +36,7 @@ def _backoff(record: Any, receive_count: int) -> None:
     # The queue's visibility timeout is 6x the worker's timeout (for crashed workers);
     # a handled failure is retried sooner, with exponential backoff. The worker's role
     # grants sqs:ChangeMessageVisibility itself: the SQS event source's policy does not.
-    settings = get_settings()
-    delay = retry_delay(receive_count)
-    queue_url = settings.queue_url
     try:
-        aws.client("sqs").change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay
-        )
+        sqs.retry_after(get_settings().queue_url, record.receipt_handle, retry_delay(receive_count))
     except Exception:  # noqa: BLE001 - the retry still happens at the queue's own timeout
         logger.warning("could not shorten the retry delay")

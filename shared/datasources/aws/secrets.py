@@ -1,18 +1,27 @@
-"""Source credentials in Secrets Manager: one secret per source, never in DynamoDB or S3."""
+"""Secrets Manager: source credentials (one secret per source, never in DynamoDB or S3)
+and the token signing key."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from datasources import aws
 from datasources.config import get_settings
-from datasources.errors import StorageError
+from datasources.errors import ServiceUnavailable, StorageError
 from datasources.models.common import PathKey
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
+
 SecretPaths = list[tuple[list[PathKey], str]]
+
+# A rotated signing key is read again within this time, without waiting for a cold start.
+SIGNING_KEY_MAX_AGE_SECONDS = 300
+
+_signing_keys: SecretsProvider | None = None
 
 
 def secret_name(organization: str, source_id: str) -> str:
@@ -83,3 +92,32 @@ def _scheduled_for_deletion(arn: str) -> bool:
     except ClientError:
         return False
     return described.get("DeletedDate") is not None
+
+
+def signing_key(arn: str) -> str:
+    """The token signing secret at `arn`, cached for SIGNING_KEY_MAX_AGE_SECONDS.
+
+    ServiceUnavailable (503) when Secrets Manager cannot give it: no token can be
+    checked then, and the caller may try again.
+    """
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    try:
+        value = _signing_key_provider().get(arn, max_age=SIGNING_KEY_MAX_AGE_SECONDS)
+    except GetParameterError:
+        raise ServiceUnavailable(
+            "the token signing key cannot be read right now; try again shortly"
+        ) from None
+    return str(value)
+
+
+def _signing_key_provider() -> SecretsProvider:
+    """Powertools' cache over the service's own client (made again when it is)."""
+    global _signing_keys
+    client = aws.client("secretsmanager")
+    if _signing_keys is None or _signing_keys.client is not client:
+        # Imported here: only deployments that keep the key in Secrets Manager load it.
+        from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
+
+        _signing_keys = SecretsProvider(boto3_client=client)
+    return _signing_keys
