@@ -53,3 +53,11 @@ class StrictModel(BaseModel):
     """Request models refuse unknown fields so a typo is a 422, not a silent default."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ResponseModel(BaseModel):
+    """What an endpoint answers: the services build these, the document is generated from
+    them. An undeclared field is refused, so a response cannot carry more than the
+    document says; a field with a default may be left unset, and is then left out."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -1,10 +1,10 @@
-"""Schedule requests and views (POST /schedule, GET /schedules)."""
+"""Schedule requests (POST /schedule, GET /schedules); the views are in `responses`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from datasources.models.common import Scope, SourceId, StrictModel
 from datasources.models.requests import SyncOptions
@@ -56,29 +56,6 @@ class ScheduleRequest(StrictModel):
 
 class SchedulesQuery(StrictModel):
     scope: Scope = Scope.USER
-
-
-class ScheduleView(BaseModel):
-    source_id: str
-    schedule: str
-    timezone: str
-    sync_options: dict[str, Any]
-    enabled: bool
-    max_consecutive_failures: int
-    next_run_at: str | None = Field(
-        description="The next fire time (UTC); null for on_upload, disabled or paused schedules"
-    )
-    last_run: dict[str, Any] | None = Field(
-        description="The last trigger: {status: started|skipped, job_id | running_job_id, "
-        "reason, trigger, at}, then the job's outcome once it ends"
-    )
-    consecutive_failures: int
-    paused_reason: str | None
-    updated_at: str
-
-
-class SchedulesData(BaseModel):
-    schedules: list[ScheduleView]
 
 
 TriggerKind = Literal["api", "schedule", "upload"]

@@ -11,6 +11,7 @@ from datasources.auth import Principal
 from datasources.dal import sources as sources_dal
 from datasources.errors import SourceNotFound, StreamNotFound
 from datasources.models.requests import PreviewQuery
+from datasources.models.responses import PreviewData
 from datasources.services.common import open_source, tenant_for
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ MAX_PREVIEW_BYTES = 1_048_576
 MAX_VALUE_CHARS = 4096
 
 
-def preview_stream(principal: Principal, workspace_id: str, query: PreviewQuery) -> dict[str, Any]:
+def preview_stream(principal: Principal, workspace_id: str, query: PreviewQuery) -> PreviewData:
     """Up to `query.limit` rows of a saved source's stream, typed as `schema` reports them.
 
     The rows come from the connector's own `read` in one small batch, which is then
@@ -53,14 +54,14 @@ def preview_stream(principal: Principal, workspace_id: str, query: PreviewQuery)
                 close()  # ends the server-side cursor, COPY or download now
     finally:
         connector.close()
-    return {
-        "source_id": source.id,
-        "stream": table.name,
-        "columns": [c.model_dump() for c in table.columns],
-        "rows": rows,
-        "row_count": len(rows),
-        "truncated": truncated,
-    }
+    return PreviewData(
+        source_id=source.id,
+        stream=table.name,
+        columns=table.columns,
+        rows=rows,
+        row_count=len(rows),
+        truncated=truncated,
+    )
 
 
 def _collect(

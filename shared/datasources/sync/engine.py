@@ -42,6 +42,7 @@ from datasources.errors import (
 )
 from datasources.limits import deadline_from
 from datasources.models.requests import SyncOptions, SyncRequest
+from datasources.models.responses import SyncJobView
 from datasources.observability import failure_metric, log_failure, logger, unit_metrics
 from datasources.services.common import choose_cursor, new_id, now_iso, open_source, tenant_for
 from datasources.sync.events import job_ended
@@ -102,7 +103,7 @@ def preload() -> None:
 
 def start_sync(
     principal: Principal, workspace_id: str, request: SyncRequest, remaining_ms: RemainingMillis
-) -> dict[str, Any]:
+) -> SyncJobView:
     """Create a job, work it inline while the time budget lasts, enqueue the rest."""
     principal.require_write(request.scope)
     tenant = tenant_for(principal, workspace_id, request.scope)
@@ -129,7 +130,7 @@ def run_job(
     *,
     created_by: str,
     trigger: str,
-) -> dict[str, Any]:
+) -> SyncJobView:
     """Plan and start a job over `sources`; `trigger` says who asked (api, schedule, upload).
 
     Works inline while the time budget lasts (none for a trigger, which hands every
@@ -138,7 +139,7 @@ def run_job(
     """
     settings = get_settings()
     if not sources:
-        return {"job_id": None, "status": "completed", "records_processed": 0, "sources": []}
+        return SyncJobView(job_id=None, status="completed", records_processed=0, sources=[])
     if len(sources) > MAX_SOURCES_PER_JOB:
         # Leases on every source are taken in one transaction (at most 100 items).
         raise ValidationFailed(
