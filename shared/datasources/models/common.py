@@ -19,7 +19,16 @@ SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,127}$"
 # '#', '/' and '=' are delimiters.
 CLAIM_PATTERN = r"^[A-Za-z0-9_.@:|+-]{1,128}$"
 MAX_METADATA_BYTES = 8192
+# DynamoDB writes at most 100 items in one transaction: the all-or-none writes of a
+# request are sized from it.
+MAX_TRANSACTION_ITEMS = 100
+# Sources one connect or schedule request writes, in one transaction of up to two items
+# each (the source and its name guard, or its upload index): half of what would fit.
+MAX_SOURCES_PER_WRITE = 25
+# Source ids one sync or cleanup request may name (a sync covers fewer: see the engine).
 MAX_SOURCE_IDS = 100
+# Records per batch of a sync when its options do not say.
+DEFAULT_BATCH_SIZE = 10_000
 MASK = "********"
 
 WorkspaceId = Annotated[str, StringConstraints(pattern=WORKSPACE_ID_PATTERN)]

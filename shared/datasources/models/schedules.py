@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from datasources.models.common import Scope, SourceId, StrictModel
+from datasources.models.common import MAX_SOURCES_PER_WRITE, Scope, SourceId, StrictModel
 from datasources.models.requests import SyncOptions
 from datasources.models.schedule_expression import (
     ON_UPLOAD,
@@ -15,15 +15,12 @@ from datasources.models.schedule_expression import (
     zone,
 )
 
-# Each source is one item of the request's DynamoDB transaction, and an `on_upload`
-# source a second one (its upload index item): 25 stays inside the 100-item limit.
-MAX_SCHEDULE_SOURCE_IDS = 25
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
 
 
 class ScheduleRequest(StrictModel):
     scope: Scope = Scope.USER
-    source_ids: Annotated[list[SourceId], Field(min_length=1, max_length=MAX_SCHEDULE_SOURCE_IDS)]
+    source_ids: Annotated[list[SourceId], Field(min_length=1, max_length=MAX_SOURCES_PER_WRITE)]
     schedule: Annotated[str, Field(max_length=256)] | None = Field(
         description='rate(N minutes|hours|days), cron(min hour dom month dow year), "on_upload", '
         "or null to remove the schedule"

@@ -9,7 +9,7 @@ from datasources.auth import Principal
 from datasources.config import get_settings
 from datasources.dal import sources as sources_dal
 from datasources.dal.sources import SourceRecord
-from datasources.errors import SourceNotFound, ValidationFailed
+from datasources.errors import SourceNotFound
 from datasources.models.requests import CleanupRequest, ListQuery, SchemaQuery
 from datasources.models.responses import (
     CleanupData,
@@ -95,9 +95,6 @@ def connect_sources(
     from datasources.models.connection import split_secrets
 
     principal.require_write(request.scope)
-    limit = get_settings().max_sources_per_request
-    if len(request.sources) > limit:
-        raise ValidationFailed(f"at most {limit} sources can be connected in one request")
     tenant = tenant_for(principal, workspace_id, request.scope)
     if any(source.type == "file" for source in request.sources):
         from datasources.services.lake_access import Reader, check_file_config
