@@ -41,6 +41,7 @@ from datasources.errors import (
     ValidationFailed,
 )
 from datasources.limits import deadline_from
+from datasources.models.common import MAX_TRANSACTION_ITEMS
 from datasources.models.requests import SyncOptions, SyncRequest
 from datasources.models.responses import SyncJobView
 from datasources.observability import failure_metric, log_failure, logger, unit_metrics
@@ -50,7 +51,9 @@ from datasources.sync.readahead import ReadAhead
 from datasources.sync.status import job_status
 
 RemainingMillis = Callable[[], int]
-MAX_SOURCES_PER_JOB = 99
+# A job is created in one transaction: its item, its live-job marker and a lease on each
+# source (dal.jobs.create_job).
+MAX_SOURCES_PER_JOB = MAX_TRANSACTION_ITEMS - 2
 
 
 @dataclass
@@ -141,7 +144,6 @@ def run_job(
     if not sources:
         return SyncJobView(job_id=None, status="completed", records_processed=0, sources=[])
     if len(sources) > MAX_SOURCES_PER_JOB:
-        # Leases on every source are taken in one transaction (at most 100 items).
         raise ValidationFailed(
             f"a sync can cover at most {MAX_SOURCES_PER_JOB} sources; pass source_ids"
         )
