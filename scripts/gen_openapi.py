@@ -233,7 +233,7 @@ def build() -> dict[str, Any]:
         f"{PREFIX}/preview": {
             "get": {
                 "operationId": "previewStream",
-                "summary": "Read up to 100 rows of one stream straight from the source",
+                "summary": f"Read up to {requests.MAX_PREVIEW_ROWS} rows of one stream straight from the source",
                 "parameters": [workspace, *query_params(requests.PreviewQuery)],
                 "responses": {
                     "200": {

@@ -95,3 +95,34 @@ def test_every_field_is_read_by_the_service() -> None:
     for name in Settings.model_fields:
         # `settings.x`, `get_settings().x`, `context.settings.x`: an attribute read.
         assert re.search(rf"settings(\(\))?\.{name}\b", code), f"setting {name} is never read"
+
+
+def test_the_defaults_are_the_template_defaults() -> None:
+    """A setting the template sets from a parameter defaults to that parameter's default
+    (local runs and deployed stacks behave alike), and the worker fails a stream at the
+    sync queue's own maxReceiveCount."""
+    template: Any = load_cfn(str(ROOT / "template.yaml"))
+    parameters = template["Parameters"]
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            props = resource.get("Properties") or {}
+            variables.update(((props.get("Environment") or {}).get("Variables")) or {})
+    defaults = Settings()
+    checked = []
+    for variable, value in variables.items():
+        if not (isinstance(value, dict) and set(value) == {"Ref"}):
+            continue
+        parameter = parameters.get(value["Ref"])
+        if parameter is None or "Default" not in parameter:
+            continue  # a resource, not a parameter
+        name = next(n for n in Settings.model_fields if env_name(n) == variable)
+        raw = str(parameter["Default"])
+        # As from_env reads it: an empty value keeps the default.
+        from_template = Settings.model_validate({name: raw} if raw else {})
+        assert getattr(from_template, name) == getattr(defaults, name), variable
+        checked.append(variable)
+    assert "SYNC_TIME_BUDGET_SECONDS" in checked and "JWT_ALGORITHMS" in checked, checked
+
+    redrive = template["Resources"]["SyncQueue"]["Properties"]["RedrivePolicy"]
+    assert defaults.max_receives == redrive["maxReceiveCount"]
