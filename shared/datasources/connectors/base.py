@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
+
+from datasources.types import NormalizedType
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,21 +58,6 @@ UPDATE_CURSOR_NAMES = (
     "updatedat",
     "modifiedat",
 )
-
-NormalizedType = Literal[
-    "string",
-    "integer",
-    "number",
-    "decimal",
-    "boolean",
-    "date",
-    "time",
-    "timestamp",
-    "timestamp_tz",
-    "json",
-    "binary",
-    "array",
-]
 
 
 class Column(BaseModel):

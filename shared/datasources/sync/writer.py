@@ -13,25 +13,10 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datasources import types
 from datasources.connectors.base import Column
 from datasources.dal.keys import Tenant
 from datasources.lake import source_prefix
-
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "integer": pa.int64(),
-    "number": pa.float64(),
-    "decimal": pa.string(),  # exact: scale is unknown for untyped records
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "time": pa.time64("us"),
-    "timestamp": pa.timestamp("us"),
-    "timestamp_tz": pa.timestamp("us", tz="UTC"),
-    "json": pa.string(),
-    "binary": pa.binary(),
-    "array": pa.string(),
-}
-
 
 _DICTIONARY_LIMIT_BYTES = 256 * 1024
 
@@ -80,7 +65,8 @@ def to_arrow(records: pa.Table | list[dict[str, Any]], columns: list[Column]) ->
     arrays: list[pa.Array] = []
     fields: list[pa.Field] = []
     for column in columns:
-        arrow_type = _ARROW_TYPES.get(column.type, pa.string())
+        # Dict records carry no declared precision: a decimal is kept as its exact text.
+        arrow_type = types.arrow_type(column.type)
         values = [_prepare(r.get(column.name), column.type) for r in records]
         arrays.append(_array(values, arrow_type))
         fields.append(pa.field(column.name, arrays[-1].type))
