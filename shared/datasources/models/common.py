@@ -69,4 +69,5 @@ class ResponseModel(BaseModel):
     them. An undeclared field is refused, so a response cannot carry more than the
     document says; a field with a default may be left unset, and is then left out."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Built at first use, not at import: a function builds only the responses it answers.
+    model_config = ConfigDict(extra="forbid", defer_build=True)

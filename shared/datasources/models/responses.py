@@ -6,14 +6,14 @@ Every field is required unless a response may leave it out (then it has a defaul
 and is serialised only when the service sets it).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: pydantic would compile and evaluate each
+# annotation string at import, which costs the light functions' cold start.
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from datasources.connectors.base import Column
 from datasources.models.common import ResponseModel
+from datasources.types import NormalizedType
 
 
 class ScheduleView(ResponseModel):
@@ -118,10 +118,21 @@ class TestConnectionData(ResponseModel):
     details: dict[str, Any]
 
 
+# Not the connectors' Column: this module is loaded by the light functions (list,
+# status, cleanup), which never load connector code at cold start.
+class ColumnView(ResponseModel):
+    """A stream's column: its normalized type and the source's own type name."""
+
+    name: str
+    type: NormalizedType
+    native_type: str
+    nullable: bool
+
+
 class TableView(ResponseModel):
     # In the order the connector's Table has them, then the cursor a sync would use.
     name: str
-    columns: list[Column]
+    columns: list[ColumnView]
     primary_key: list[str]
     cursor_candidates: list[str]
     row_count_estimate: int | None
@@ -137,7 +148,7 @@ class SchemaData(ResponseModel):
 class PreviewData(ResponseModel):
     source_id: str
     stream: str
-    columns: list[Column] = Field(description="The stream's columns, typed as in `schema`.")
+    columns: list[ColumnView] = Field(description="The stream's columns, typed as in `schema`.")
     rows: list[dict[str, Any]] = Field(
         description="Up to `limit` rows, by column name; timestamps ISO-8601, decimals as "
         "strings, binary as hex."
@@ -148,13 +159,18 @@ class PreviewData(ResponseModel):
     )
 
 
+# Documentation only (error_response builds the error envelope): built when first used.
 class ErrorData(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     code: str
     errors: list[dict[str, Any]] | None = None
     stage: str | None = None
 
 
 class ErrorEnvelope(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     status: Literal["error"]
     message: str
     data: ErrorData | None

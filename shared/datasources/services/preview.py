@@ -11,7 +11,7 @@ from datasources.auth import Principal
 from datasources.dal import sources as sources_dal
 from datasources.errors import SourceNotFound, StreamNotFound
 from datasources.models.requests import PreviewQuery
-from datasources.models.responses import PreviewData
+from datasources.models.responses import ColumnView, PreviewData
 from datasources.services.common import open_source, tenant_for
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def preview_stream(principal: Principal, workspace_id: str, query: PreviewQuery)
     return PreviewData(
         source_id=source.id,
         stream=table.name,
-        columns=table.columns,
+        columns=[ColumnView(**dict(c)) for c in table.columns],
         rows=rows,
         row_count=len(rows),
         truncated=truncated,

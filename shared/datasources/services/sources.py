@@ -13,6 +13,7 @@ from datasources.errors import SourceNotFound
 from datasources.models.requests import CleanupRequest, ListQuery, SchemaQuery
 from datasources.models.responses import (
     CleanupData,
+    ColumnView,
     ConnectData,
     ScheduleView,
     SchemaData,
@@ -215,7 +216,12 @@ def get_schema(principal: Principal, workspace_id: str, query: SchemaQuery) -> S
         source_id=source.id,
         tables=[
             TableView(
-                **dict(t),
+                name=t.name,
+                columns=[ColumnView(**dict(c)) for c in t.columns],
+                primary_key=t.primary_key,
+                cursor_candidates=t.cursor_candidates,
+                row_count_estimate=t.row_count_estimate,
+                kind=t.kind,
                 cursor_field=choose_cursor(t.cursor_candidates, None),
             )
             for t in tables
