@@ -49,7 +49,7 @@ def build() -> dict[str, Any]:
         responses.PreviewData,
         responses.ErrorEnvelope,
         schedules.ScheduleRequest,
-        schedules.SchedulesData,
+        responses.SchedulesData,
     ]
     _, schema = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
@@ -58,6 +58,11 @@ def build() -> dict[str, Any]:
 
     def ref(name: str) -> dict[str, str]:
         return {"$ref": f"#/components/schemas/{name}"}
+
+    def model_ref(model: type[BaseModel]) -> dict[str, str]:
+        # The response models the routes declare (api_route(response=...)), by class, so
+        # a renamed model cannot leave the document pointing at its old name.
+        return ref(model.__name__)
 
     def envelope(data: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
         properties: dict[str, Any] = {
@@ -111,7 +116,7 @@ def build() -> dict[str, Any]:
                 "responses": {
                     "201": {
                         "description": "Connected",
-                        "content": json_content(envelope(ref("ConnectData"))),
+                        "content": json_content(envelope(model_ref(responses.ConnectData))),
                     },
                     **errors("400", "409", *common),
                 },
@@ -127,7 +132,7 @@ def build() -> dict[str, Any]:
                         "description": "One page of sources",
                         "content": json_content(
                             envelope(
-                                {"type": "array", "items": ref("SourceView")},
+                                {"type": "array", "items": model_ref(responses.SourceView)},
                                 {"next_token": {"type": ["string", "null"]}},
                             )
                         ),
@@ -145,11 +150,11 @@ def build() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Completed (or failed) within the request",
-                        "content": json_content(envelope(ref("SyncJobView"))),
+                        "content": json_content(envelope(model_ref(responses.SyncJobView))),
                     },
                     "202": {
                         "description": "Running: poll status_url",
-                        "content": json_content(envelope(ref("SyncJobView"))),
+                        "content": json_content(envelope(model_ref(responses.SyncJobView))),
                     },
                     **errors("400", "409", *common),
                 },
@@ -172,7 +177,7 @@ def build() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Job progress",
-                        "content": json_content(envelope(ref("SyncJobView"))),
+                        "content": json_content(envelope(model_ref(responses.SyncJobView))),
                     },
                     **errors(*common),
                 },
@@ -187,7 +192,7 @@ def build() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Deleted",
-                        "content": json_content(envelope(ref("CleanupData"))),
+                        "content": json_content(envelope(model_ref(responses.CleanupData))),
                     },
                     **errors("400", *common),
                 },
@@ -205,7 +210,7 @@ def build() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Reachable",
-                        "content": json_content(envelope(ref("TestConnectionData"))),
+                        "content": json_content(envelope(model_ref(responses.TestConnectionData))),
                     },
                     **errors("400", *common),
                 },
@@ -219,7 +224,7 @@ def build() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The source's streams",
-                        "content": json_content(envelope(ref("SchemaData"))),
+                        "content": json_content(envelope(model_ref(responses.SchemaData))),
                     },
                     **errors("400", *common),
                 },
@@ -228,12 +233,12 @@ def build() -> dict[str, Any]:
         f"{PREFIX}/preview": {
             "get": {
                 "operationId": "previewStream",
-                "summary": "Read up to 100 rows of one stream straight from the source",
+                "summary": f"Read up to {requests.MAX_PREVIEW_ROWS} rows of one stream straight from the source",
                 "parameters": [workspace, *query_params(requests.PreviewQuery)],
                 "responses": {
                     "200": {
                         "description": "The first rows of the stream, typed as in the schema",
-                        "content": json_content(envelope(ref("PreviewData"))),
+                        "content": json_content(envelope(model_ref(responses.PreviewData))),
                     },
                     **errors("400", "502", *common),
                 },
@@ -248,7 +253,7 @@ def build() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The schedules as set",
-                        "content": json_content(envelope(ref("SchedulesData"))),
+                        "content": json_content(envelope(model_ref(responses.SchedulesData))),
                     },
                     **errors("400", *common),
                 },
@@ -262,7 +267,7 @@ def build() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Every schedule of the scope",
-                        "content": json_content(envelope(ref("SchedulesData"))),
+                        "content": json_content(envelope(model_ref(responses.SchedulesData))),
                     },
                     **errors("400", *common),
                 },

@@ -8,12 +8,13 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import ListQuery
+from datasources.models.responses import SourceView
 from datasources.observability import logger, metrics
 from datasources.runtime import end_init
 from datasources.services.sources import list_sources
 
 
-@api_route(query=ListQuery)
+@api_route(query=ListQuery, response=list[SourceView])
 def route(request: ApiRequest[ListQuery]) -> ApiResult:
     sources, next_token = list_sources(request.principal, request.workspace_id, request.input)
     return ApiResult(

@@ -9,6 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from datasources.http import ApiRequest, ApiResult, api_route
 from datasources.models.requests import SyncRequest
+from datasources.models.responses import SyncJobView
 from datasources.observability import logger, metrics
 from datasources.runtime import end_init
 from datasources.services.syncs import CLIENTS, preload, start_sync
@@ -17,16 +18,16 @@ from datasources.tracing import tracer
 preload()  # at init: see preload()
 
 
-@api_route(body=SyncRequest)
+@api_route(body=SyncRequest, response=SyncJobView)
 def route(request: ApiRequest[SyncRequest]) -> ApiResult:
     job = start_sync(request.principal, request.workspace_id, request.input, request.remaining_ms)
-    metrics.add_metric(name="RecordsSynced", unit=MetricUnit.Count, value=job["records_processed"])
-    if job["job_id"] is None:
+    metrics.add_metric(name="RecordsSynced", unit=MetricUnit.Count, value=job.records_processed)
+    if job.job_id is None:
         return ApiResult(job, "No data sources to sync")
-    if job["status"] in ("running", "queued"):
-        message = f"Sync running: {job['records_processed']} records so far; poll the status URL"
+    if job.status in ("running", "queued"):
+        message = f"Sync running: {job.records_processed} records so far; poll the status URL"
         return ApiResult(job, message, status_code=202)
-    message = f"Sync {job['status']}: {job['records_processed']} records"
+    message = f"Sync {job.status}: {job.records_processed} records"
     return ApiResult(job, message)
 
 

@@ -7,6 +7,8 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field, field_validator
 
+from datasources.limits import DEFAULT_BATCH_SIZE
+
 
 class Settings(BaseModel):
     """Every environment variable the service reads, in one typed model."""
@@ -35,16 +37,14 @@ class Settings(BaseModel):
     local_mode: bool = False
     allowed_cidrs: list[str] = Field(default_factory=list)
 
-    # Limits (documented in the README).
+    # Limits (documented in the README); the ones a request model checks are in `models`.
     max_body_bytes: int = 262_144
-    max_sources_per_request: int = 25
-    list_page_size: int = 50
-    max_list_page_size: int = 200
 
     # Sync engine.
     sync_time_budget_seconds: float = 20.0
     worker_reserve_seconds: float = 30.0
-    default_batch_size: int = 10_000
+    # For a job whose options lack a batch size; a request's own default is the same.
+    default_batch_size: int = DEFAULT_BATCH_SIZE
     job_lease_seconds: int = 900
     # SQS receives before a unit is marked failed (the queue's maxReceiveCount moves it to the DLQ).
     max_receives: int = 3
@@ -74,43 +74,19 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read the `DS_`-free, upper-case environment names that template.yaml sets."""
-        names = {
-            "table_name": "TABLE_NAME",
-            "bucket_name": "BUCKET_NAME",
-            "queue_url": "QUEUE_URL",
-            "dead_letter_queue_url": "DEAD_LETTER_QUEUE_URL",
-            "secret_prefix": "SECRET_PREFIX",
-            "aws_endpoint_url": "AWS_ENDPOINT_URL",
-            "aws_region": "AWS_REGION",
-            "jwt_secret": "JWT_SECRET",
-            "jwt_secret_arn": "JWT_SECRET_ARN",
-            "jwks_url": "JWKS_URL",
-            "jwt_algorithms": "JWT_ALGORITHMS",
-            "jwt_issuer": "JWT_ISSUER",
-            "jwt_audience": "JWT_AUDIENCE",
-            "max_token_bytes": "MAX_TOKEN_BYTES",
-            "local_mode": "LOCAL_MODE",
-            "allowed_cidrs": "ALLOWED_CIDRS",
-            "max_body_bytes": "MAX_BODY_BYTES",
-            "max_sources_per_request": "MAX_SOURCES_PER_REQUEST",
-            "sync_time_budget_seconds": "SYNC_TIME_BUDGET_SECONDS",
-            "worker_reserve_seconds": "WORKER_RESERVE_SECONDS",
-            "default_batch_size": "DEFAULT_BATCH_SIZE",
-            "job_lease_seconds": "JOB_LEASE_SECONDS",
-            "max_receives": "MAX_RECEIVES",
-            "retry_delay_seconds": "RETRY_DELAY_SECONDS",
-            "job_ttl_days": "JOB_TTL_DAYS",
-            "secret_recovery_days": "SECRET_RECOVERY_DAYS",
-            "schedule_group": "SCHEDULE_GROUP",
-            "scheduler_role_arn": "SCHEDULER_ROLE_ARN",
-            "trigger_queue_arn": "TRIGGER_QUEUE_ARN",
-            "trigger_queue_url": "TRIGGER_QUEUE_URL",
-            "event_bus_name": "EVENT_BUS_NAME",
-            "trigger_dedup_days": "TRIGGER_DEDUP_DAYS",
+        """Each field from the variable of its own name in upper case (`table_name` from
+        TABLE_NAME), as template.yaml sets them; unset or empty keeps the default."""
+        values = {
+            name: os.environ[env_name(name)]
+            for name in cls.model_fields
+            if os.environ.get(env_name(name))
         }
-        values = {field: os.environ[env] for field, env in names.items() if os.environ.get(env)}
         return cls.model_validate(values)
+
+
+def env_name(field: str) -> str:
+    """The environment variable a settings field is read from."""
+    return field.upper()
 
 
 @lru_cache(maxsize=1)

@@ -2,20 +2,22 @@
 
 `api_route` turns a route function into the body of a Lambda handler: it checks the
 body size, authenticates the bearer token, validates the workspace id, the JSON body
-and the query string into pydantic models, calls the route, and maps every domain
-exception to one status code. Handlers stay a few lines long.
+and the query string into pydantic models, calls the route, serialises the response
+model the route declares, and maps every domain exception to one status code.
+Handlers stay a few lines long.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from datasources.auth import Principal, authenticate
 from datasources.config import get_settings
@@ -51,7 +53,9 @@ class ApiRequest(Generic[BodyT]):
 
 @dataclass
 class ApiResult:
-    data: Any
+    """What a route answers: `data` is of the response type its `api_route` declares."""
+
+    data: BaseModel | list[BaseModel]
     message: str
     status_code: int = 200
     extra: dict[str, Any] | None = None
@@ -61,11 +65,14 @@ Route = Callable[[ApiRequest[Any]], ApiResult]
 
 
 def api_route(
-    *, body: Any = None, query: Any = None
+    *, response: Any, body: Any = None, query: Any = None
 ) -> Callable[[Route], Callable[[dict[str, Any], Any], dict[str, Any]]]:
-    """Wrap a route: `body` or `query` is the pydantic model (or type) for its input."""
+    """Wrap a route: `body` or `query` is the pydantic model (or type) for its input,
+    `response` the response model (or a list of one) its `data` is, as the OpenAPI
+    document names it for the route's success status."""
     body_adapter = TypeAdapter(body) if body is not None else None
     query_adapter = TypeAdapter(query) if query is not None else None
+    response_type = ResponseType(response)
 
     def decorate(route: Route) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -77,7 +84,7 @@ def api_route(
                     result.status_code,
                     "success",
                     result.message,
-                    result.data,
+                    response_type.dump(result.data),
                     request_id,
                     result.extra,
                 )
@@ -107,6 +114,7 @@ def api_route(
             return response
 
         run.__wrapped__ = route  # type: ignore[attr-defined]
+        run.response_type = response_type  # type: ignore[attr-defined]
         return run
 
     return decorate
@@ -150,6 +158,36 @@ def _handle(
     # Upstream reads and parses started by the route end before the function does.
     with deadline_from(request.remaining_ms()):
         return route(request)
+
+
+class ResponseType:
+    """The type a route declares for its `data`: a response model, or a list of one."""
+
+    def __init__(self, declared: Any) -> None:
+        many = typing.get_origin(declared) is list
+        model = typing.get_args(declared)[0] if many else declared
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"a route's response is a model or a list of one, not {declared!r}")
+        self.declared = declared
+        self.model: type[BaseModel] = model
+        self.many = many
+        self._adapter: TypeAdapter[Any] = TypeAdapter(declared)
+
+    def dump(self, data: Any) -> Any:
+        """`data` as JSON values, if it is of the declared type (else TypeError).
+
+        Only the declared models pass, never a dict of the same shape, so a route cannot
+        answer a field the document does not name. Fields left unset at their default
+        are left out (a sync with no sources); null ones are kept."""
+        items = data if self.many and isinstance(data, list) else [data]
+        if (self.many and not isinstance(data, list)) or not all(
+            isinstance(item, self.model) for item in items
+        ):
+            # Named by type only: the data may hold a source's (masked) config.
+            raise TypeError(
+                f"the route answered {type(data).__name__}, not its declared response type"
+            )
+        return self._adapter.dump_python(data, mode="json", exclude_unset=True)
 
 
 def _json_body(raw: str) -> Any:

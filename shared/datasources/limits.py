@@ -36,6 +36,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+# Records per batch of a sync when its options do not say.
+DEFAULT_BATCH_SIZE = 10_000
+
 MAX_JSON_DEPTH = 64
 MAX_JSON_VALUES = 1_000_000  # per API body or per element of a .json file
 MAX_PAGE_RECORDS = 100_000

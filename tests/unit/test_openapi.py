@@ -33,3 +33,19 @@ def test_every_published_endpoint_is_documented() -> None:
         "schema",
     ):
         assert f"/api/v1/data/{{workspace_id}}/{suffix}" in paths
+
+
+def test_the_document_states_the_source_limits_the_service_enforces() -> None:
+    import yaml
+
+    from datasources.models.common import MAX_SOURCE_IDS, MAX_SOURCES_PER_WRITE
+
+    schemas = yaml.safe_load((ROOT / "openapi.yaml").read_text())["components"]["schemas"]
+    # Connect and schedule: one bound, enforced by the request model the document is made of.
+    assert schemas["ConnectRequest"]["properties"]["sources"]["maxItems"] == MAX_SOURCES_PER_WRITE
+    assert (
+        schemas["ScheduleRequest"]["properties"]["source_ids"]["maxItems"] == MAX_SOURCES_PER_WRITE
+    )
+    for name in ("SyncRequest", "CleanupRequest"):
+        ids = schemas[name]["properties"]["source_ids"]["anyOf"][0]
+        assert ids["maxItems"] == MAX_SOURCE_IDS, name

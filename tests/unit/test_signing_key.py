@@ -16,6 +16,7 @@ from datasources.aws import secrets
 from datasources.config import get_settings
 from datasources.errors import ServiceUnavailable, Unauthorized
 from datasources.http import ApiRequest, ApiResult, api_route
+from datasources.models.common import ResponseModel
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt-key"
 OLD = "the-old-signing-key-that-is-long-enough-for-hs256"
@@ -85,9 +86,12 @@ def test_a_signing_key_that_cannot_be_read_is_a_503(keys: FakeSecretsManager) ->
     with pytest.raises(ServiceUnavailable):
         auth.authenticate(bearer(OLD))
 
-    @api_route()
+    class Answer(ResponseModel):
+        ok: bool
+
+    @api_route(response=Answer)
     def route(request: ApiRequest[None]) -> ApiResult:
-        return ApiResult({}, "ok")
+        return ApiResult(Answer(ok=True), "ok")
 
     event = {
         "headers": bearer(OLD),

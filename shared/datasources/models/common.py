@@ -19,6 +19,13 @@ SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,127}$"
 # '#', '/' and '=' are delimiters.
 CLAIM_PATTERN = r"^[A-Za-z0-9_.@:|+-]{1,128}$"
 MAX_METADATA_BYTES = 8192
+# DynamoDB writes at most 100 items in one transaction: the all-or-none writes of a
+# request are sized from it.
+MAX_TRANSACTION_ITEMS = 100
+# Sources one connect or schedule request writes, in one transaction of up to two items
+# each (the source and its name guard, or its upload index): half of what would fit.
+MAX_SOURCES_PER_WRITE = 25
+# Source ids one sync or cleanup request may name (a sync covers fewer: see the engine).
 MAX_SOURCE_IDS = 100
 MASK = "********"
 
@@ -53,3 +60,12 @@ class StrictModel(BaseModel):
     """Request models refuse unknown fields so a typo is a 422, not a silent default."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ResponseModel(BaseModel):
+    """What an endpoint answers: the services build these, the document is generated from
+    them. An undeclared field is refused, so a response cannot carry more than the
+    document says; a field with a default may be left unset, and is then left out."""
+
+    # Built at first use, not at import: a function builds only the responses it answers.
+    model_config = ConfigDict(extra="forbid", defer_build=True)

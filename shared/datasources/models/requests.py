@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from datasources.limits import DEFAULT_BATCH_SIZE
 from datasources.models.common import (
     MAX_SOURCE_IDS,
     Scope,
@@ -28,7 +29,7 @@ class ListQuery(StrictModel):
 
 class SyncOptions(StrictModel):
     incremental: bool = True
-    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 10_000
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = DEFAULT_BATCH_SIZE
     format: Literal["parquet", "jsonl"] = "parquet"
     streams: list[Annotated[str, Field(max_length=256)]] | None = Field(
         default=None, max_length=5000

@@ -7,7 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from datasources.models.common import MAX_METADATA_BYTES, Scope, SourceName, StrictModel
+from datasources.models.common import (
+    MAX_METADATA_BYTES,
+    MAX_SOURCES_PER_WRITE,
+    Scope,
+    SourceName,
+    StrictModel,
+)
 from datasources.models.connection import ApiConfig, DatabaseConfig, FileConfig
 
 
@@ -48,8 +54,7 @@ SourceInput = Annotated[
 
 class ConnectRequest(StrictModel):
     scope: Scope = Scope.USER
-    # The upper bound is also enforced from settings (MAX_SOURCES_PER_REQUEST) by the service.
-    sources: Annotated[list[SourceInput], Field(min_length=1, max_length=100)]
+    sources: Annotated[list[SourceInput], Field(min_length=1, max_length=MAX_SOURCES_PER_WRITE)]
 
     @model_validator(mode="after")
     def _unique_names(self) -> ConnectRequest:

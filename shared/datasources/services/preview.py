@@ -12,6 +12,7 @@ from datasources.dal import sources as sources_dal
 from datasources.dal.keys import tenant_for
 from datasources.errors import SourceNotFound, StreamNotFound
 from datasources.models.requests import PreviewQuery
+from datasources.models.responses import ColumnView, PreviewData
 from datasources.sync.sources import open_source
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ MAX_PREVIEW_BYTES = 1_048_576
 MAX_VALUE_CHARS = 4096
 
 
-def preview_stream(principal: Principal, workspace_id: str, query: PreviewQuery) -> dict[str, Any]:
+def preview_stream(principal: Principal, workspace_id: str, query: PreviewQuery) -> PreviewData:
     """Up to `query.limit` rows of a saved source's stream, typed as `schema` reports them.
 
     The rows come from the connector's own `read` in one small batch, which is then
@@ -55,14 +56,14 @@ def preview_stream(principal: Principal, workspace_id: str, query: PreviewQuery)
                 close()  # ends the server-side cursor, COPY or download now
     finally:
         connector.close()
-    return {
-        "source_id": source.id,
-        "stream": table.name,
-        "columns": [c.model_dump() for c in table.columns],
-        "rows": rows,
-        "row_count": len(rows),
-        "truncated": truncated,
-    }
+    return PreviewData(
+        source_id=source.id,
+        stream=table.name,
+        columns=[ColumnView(**dict(c)) for c in table.columns],
+        rows=rows,
+        row_count=len(rows),
+        truncated=truncated,
+    )
 
 
 def _collect(

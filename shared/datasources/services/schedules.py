@@ -15,6 +15,7 @@ from datasources.dal.schedules import ScheduleChange
 from datasources.dal.sources import SourceRecord
 from datasources.errors import SourceNotFound, ValidationFailed
 from datasources.ids import now_iso
+from datasources.models.responses import SchedulesData, ScheduleView
 from datasources.models.schedule_expression import (
     ON_UPLOAD,
     is_timed,
@@ -24,7 +25,7 @@ from datasources.models.schedule_expression import (
 from datasources.models.schedules import ScheduleRequest, SchedulesQuery
 
 
-def schedule_view(source: SourceRecord, now: dt.datetime | None = None) -> dict[str, Any] | None:
+def schedule_view(source: SourceRecord, now: dt.datetime | None = None) -> ScheduleView | None:
     """A source's schedule as the API shows it, or None when it has none."""
     config = source.schedule
     if not config:
@@ -39,24 +40,24 @@ def schedule_view(source: SourceRecord, now: dt.datetime | None = None) -> dict[
             anchor=anchor,
         )
         next_run_at = _format_time(fire) if fire else None
-    return {
-        "source_id": source.id,
-        "schedule": config["schedule"],
-        "timezone": config["timezone"],
-        "sync_options": config["sync_options"],
-        "enabled": config["enabled"],
-        "max_consecutive_failures": config["max_consecutive_failures"],
-        "next_run_at": next_run_at,
-        "last_run": source.schedule_last_run,
-        "consecutive_failures": source.schedule_failures,
-        "paused_reason": source.schedule_paused,
-        "updated_at": config["updated_at"],
-    }
+    return ScheduleView(
+        source_id=source.id,
+        schedule=config["schedule"],
+        timezone=config["timezone"],
+        sync_options=config["sync_options"],
+        enabled=config["enabled"],
+        max_consecutive_failures=config["max_consecutive_failures"],
+        next_run_at=next_run_at,
+        last_run=source.schedule_last_run,
+        consecutive_failures=source.schedule_failures,
+        paused_reason=source.schedule_paused,
+        updated_at=config["updated_at"],
+    )
 
 
 def set_schedules(
     principal: Principal, workspace_id: str, request: ScheduleRequest
-) -> dict[str, Any]:
+) -> SchedulesData:
     """Set (or with `schedule: null` remove) the schedule of every listed source, or none.
 
     Scheduler is changed first, one schedule per source, and put back as it was if a
@@ -113,17 +114,15 @@ def set_schedules(
         raise
     updated = sources_dal.get_sources(tenant, [s.id for s in sources])
     views = [schedule_view(updated[s.id]) for s in sources if s.id in updated]
-    return {"schedules": [v for v in views if v is not None]}
+    return SchedulesData(schedules=[v for v in views if v is not None])
 
 
-def list_schedules(
-    principal: Principal, workspace_id: str, query: SchedulesQuery
-) -> dict[str, Any]:
+def list_schedules(principal: Principal, workspace_id: str, query: SchedulesQuery) -> SchedulesData:
     """Every schedule of the caller's sources in a scope."""
     tenant = tenant_for(principal, workspace_id, query.scope)
     now = dt.datetime.now(dt.UTC)
     views = (schedule_view(s, now) for s in sources_dal.iter_all_sources(tenant))
-    return {"schedules": [v for v in views if v is not None]}
+    return SchedulesData(schedules=[v for v in views if v is not None])
 
 
 def _restore(tenant: Any, source: SourceRecord) -> None:

@@ -11,9 +11,19 @@ from datasources.config import get_settings
 from datasources.dal import sources as sources_dal
 from datasources.dal.keys import tenant_for
 from datasources.dal.sources import SourceRecord
-from datasources.errors import SourceNotFound, ValidationFailed
+from datasources.errors import SourceNotFound
 from datasources.ids import new_id, now_iso
 from datasources.models.requests import CleanupRequest, ListQuery, SchemaQuery
+from datasources.models.responses import (
+    CleanupData,
+    ColumnView,
+    ConnectData,
+    ScheduleView,
+    SchemaData,
+    SourceView,
+    TableView,
+    TestConnectionData,
+)
 from datasources.sync.sources import open_source
 from datasources.types import choose_cursor
 
@@ -22,24 +32,24 @@ if TYPE_CHECKING:
     from datasources.models.source_requests import ConnectRequest, TestConnectionRequest
 
 
-def source_view(source: SourceRecord) -> dict[str, Any]:
+def source_view(source: SourceRecord) -> SourceView:
     """A source as the API returns it: secrets masked, no ARN, no lease internals."""
-    return {
-        "id": source.id,
-        "name": source.name,
-        "type": source.type,
-        "scope": source.scope,
-        "connection_config": source.connection_config,
-        "metadata": source.metadata,
-        "created_at": source.created_at,
-        "updated_at": source.updated_at,
-        "created_by": source.created_by,
-        "last_sync": source.last_sync,
-        "schedule": _schedule_view(source),
-    }
+    return SourceView(
+        id=source.id,
+        name=source.name,
+        type=source.type,
+        scope=source.scope,
+        connection_config=source.connection_config,
+        metadata=source.metadata,
+        created_at=source.created_at,
+        updated_at=source.updated_at,
+        created_by=source.created_by,
+        last_sync=source.last_sync,
+        schedule=_schedule_view(source),
+    )
 
 
-def _schedule_view(source: SourceRecord) -> dict[str, Any] | None:
+def _schedule_view(source: SourceRecord) -> ScheduleView | None:
     if not source.schedule:
         return None
     # Imported at the first scheduled source, not at init: connect and list start
@@ -77,14 +87,11 @@ def _with_engines(sources: list[Any]) -> list[ConfigModel]:
 
 def connect_sources(
     principal: Principal, workspace_id: str, request: ConnectRequest
-) -> list[dict[str, Any]]:
+) -> ConnectData:
     """Save every source of the request, or none: secrets first, then one transaction."""
     from datasources.models.connection import split_secrets
 
     principal.require_write(request.scope)
-    limit = get_settings().max_sources_per_request
-    if len(request.sources) > limit:
-        raise ValidationFailed(f"at most {limit} sources can be connected in one request")
     tenant = tenant_for(principal, workspace_id, request.scope)
     if any(source.type == "file" for source in request.sources):
         from datasources.dal.lake_access import Reader, check_file_config
@@ -123,12 +130,12 @@ def connect_sources(
         for arn in created_secrets:
             delete_secret(arn, immediately=True)
         raise
-    return [source_view(r) for r in records]
+    return ConnectData(connected_sources=[source_view(r) for r in records])
 
 
 def list_sources(
     principal: Principal, workspace_id: str, query: ListQuery
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[SourceView], str | None]:
     """One page of the caller's sources in a scope, and the token for the next page."""
     tenant = tenant_for(principal, workspace_id, query.scope)
     page, token = sources_dal.list_sources(
@@ -139,7 +146,7 @@ def list_sources(
 
 def cleanup_sources(
     principal: Principal, workspace_id: str, request: CleanupRequest, *, remaining_ms: int
-) -> dict[str, Any]:
+) -> CleanupData:
     """Delete sources (all of the scope when no ids): items, state, secrets; cancel jobs.
 
     Works within the request's time budget; sources left when it runs out are deleted
@@ -160,17 +167,17 @@ def cleanup_sources(
         targets = list(found.values())
         not_found = [sid for sid in dict.fromkeys(request.source_ids) if sid not in found]
     progress = remove_sources(tenant, targets, deadline, now_iso)
-    return {
-        "deleted_count": len(progress.deleted),
-        "deleted_source_ids": progress.deleted,
-        "not_found": not_found,
-        "cancelled_job_ids": progress.cancelled_jobs,
-        "continuing": bool(progress.pending),
-        "pending_source_ids": progress.pending,
-    }
+    return CleanupData(
+        deleted_count=len(progress.deleted),
+        deleted_source_ids=progress.deleted,
+        not_found=not_found,
+        cancelled_job_ids=progress.cancelled_jobs,
+        continuing=bool(progress.pending),
+        pending_source_ids=progress.pending,
+    )
 
 
-def test_connection(principal: Principal, request: TestConnectionRequest) -> dict[str, Any]:
+def test_connection(principal: Principal, request: TestConnectionRequest) -> TestConnectionData:
     """Check a config before it is saved; ConnectionFailed says which stage failed."""
     from datasources.connectors.registry import open_connector
     from datasources.dal.lake_access import Reader, lake_allowance
@@ -184,10 +191,12 @@ def test_connection(principal: Principal, request: TestConnectionRequest) -> dic
         latency = result.latency_ms or round((time.perf_counter() - started) * 1000, 1)
     finally:
         connector.close()
-    return {"reachable": result.reachable, "latency_ms": latency, "details": result.details}
+    return TestConnectionData(
+        reachable=result.reachable, latency_ms=latency, details=result.details
+    )
 
 
-def get_schema(principal: Principal, workspace_id: str, query: SchemaQuery) -> dict[str, Any]:
+def get_schema(principal: Principal, workspace_id: str, query: SchemaQuery) -> SchemaData:
     """Discover the streams of a saved source, with the cursor a sync would use."""
     tenant = tenant_for(principal, workspace_id, query.scope)
     source = sources_dal.get_source(tenant, query.source_id)
@@ -198,10 +207,18 @@ def get_schema(principal: Principal, workspace_id: str, query: SchemaQuery) -> d
         tables = connector.discover()
     finally:
         connector.close()
-    return {
-        "source_id": source.id,
-        "tables": [
-            {**t.model_dump(), "cursor_field": choose_cursor(t.cursor_candidates, None)}
+    return SchemaData(
+        source_id=source.id,
+        tables=[
+            TableView(
+                name=t.name,
+                columns=[ColumnView(**dict(c)) for c in t.columns],
+                primary_key=t.primary_key,
+                cursor_candidates=t.cursor_candidates,
+                row_count_estimate=t.row_count_estimate,
+                kind=t.kind,
+                cursor_field=choose_cursor(t.cursor_candidates, None),
+            )
             for t in tables
         ],
-    }
+    )

@@ -7,7 +7,6 @@ first sync, never at this module's import: the status function stays light.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from datasources.auth import Principal
 from datasources.dal import sources as sources_dal
@@ -15,6 +14,7 @@ from datasources.dal.keys import tenant_for
 from datasources.errors import SourceNotFound
 from datasources.models.common import Scope
 from datasources.models.requests import SyncRequest
+from datasources.models.responses import SyncJobView
 from datasources.sync.status import job_status
 
 # The AWS clients a sync uses, made at init by the sync, worker and trigger functions.
@@ -40,7 +40,7 @@ def start_sync(
     workspace_id: str,
     request: SyncRequest,
     remaining_ms: Callable[[], int],
-) -> dict[str, Any]:
+) -> SyncJobView:
     """Create a job, work it inline while the time budget lasts, enqueue the rest."""
     from datasources.sync.engine import run_job
 
@@ -61,9 +61,7 @@ def start_sync(
     )
 
 
-def get_sync_job(
-    principal: Principal, workspace_id: str, scope: Scope, job_id: str
-) -> dict[str, Any]:
+def get_sync_job(principal: Principal, workspace_id: str, scope: Scope, job_id: str) -> SyncJobView:
     """A job's progress as the caller may see it (404 for another tenant's job)."""
     tenant = tenant_for(principal, workspace_id, scope)
     return job_status(tenant, job_id)

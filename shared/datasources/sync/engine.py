@@ -40,7 +40,9 @@ from datasources.errors import (
 )
 from datasources.ids import new_id, now_iso
 from datasources.limits import deadline_from
+from datasources.models.common import MAX_TRANSACTION_ITEMS
 from datasources.models.requests import SyncOptions
+from datasources.models.responses import SyncJobView
 from datasources.models.streams import Column, Table
 from datasources.observability import failure_metric, log_failure, logger, unit_metrics
 from datasources.sync.events import job_ended
@@ -50,7 +52,9 @@ from datasources.sync.status import job_status
 from datasources.types import choose_cursor
 
 RemainingMillis = Callable[[], int]
-MAX_SOURCES_PER_JOB = 99
+# A job is created in one transaction: its item, its live-job marker and a lease on each
+# source (dal.jobs.create_job).
+MAX_SOURCES_PER_JOB = MAX_TRANSACTION_ITEMS - 2
 
 
 @dataclass
@@ -88,7 +92,7 @@ def run_job(
     *,
     created_by: str,
     trigger: str,
-) -> dict[str, Any]:
+) -> SyncJobView:
     """Plan and start a job over `sources`; `trigger` says who asked (api, schedule, upload).
 
     Works inline while the time budget lasts (none for a trigger, which hands every
@@ -97,9 +101,8 @@ def run_job(
     """
     settings = get_settings()
     if not sources:
-        return {"job_id": None, "status": "completed", "records_processed": 0, "sources": []}
+        return SyncJobView(job_id=None, status="completed", records_processed=0, sources=[])
     if len(sources) > MAX_SOURCES_PER_JOB:
-        # Leases on every source are taken in one transaction (at most 100 items).
         raise ValidationFailed(
             f"a sync can cover at most {MAX_SOURCES_PER_JOB} sources; pass source_ids"
         )

@@ -157,12 +157,12 @@ def _start(tenant: Tenant, source: SourceRecord, trigger: str, run: dict[str, An
         )
         count_failure(tenant, source.id, source.schedule, exc.message)
         return True
-    logger.append_keys(job_id=job["job_id"])
-    logger.info("triggered sync started", extra={"trigger": trigger, "status": job["status"]})
+    logger.append_keys(job_id=job.job_id)
+    logger.info("triggered sync started", extra={"trigger": trigger, "status": job.status})
     schedules_dal.record_last_run(
         tenant,
         source.id,
-        {**run, "status": "started", "job_id": job["job_id"], "at": now_iso()},
+        {**run, "status": "started", "job_id": job.job_id, "at": now_iso()},
     )
     return True
 
