@@ -16,8 +16,8 @@ import pymysql
 import pytest
 
 from datasources.connectors.base import ConnectorContext, StreamState
-from datasources.connectors.database import open_database_connector
-from datasources.connectors.mysql import MySqlConnector, quote_ident
+from datasources.connectors.sql.factory import open_database_connector
+from datasources.connectors.sql.mysql import MySqlConnector, quote_ident
 from datasources.errors import SourceReadError, ValidationFailed
 from tests.connectors import db_fixtures as fx
 

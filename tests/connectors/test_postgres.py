@@ -17,12 +17,9 @@ import pytest
 
 from datasources import netguard
 from datasources.connectors.base import ConnectorContext, StreamState
-from datasources.connectors.database import (
-    effective_ssl_mode,
-    open_database_connector,
-    sanitize_message,
-)
-from datasources.connectors.postgres import PostgresConnector
+from datasources.connectors.sql.connection import effective_ssl_mode, sanitize_message
+from datasources.connectors.sql.factory import open_database_connector
+from datasources.connectors.sql.postgres import PostgresConnector
 from datasources.errors import SourceReadError
 from tests.connectors import db_fixtures as fx
 

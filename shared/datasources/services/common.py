@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from datasources.auth import Principal
 from datasources.dal.keys import Tenant
 from datasources.models.common import Scope
+from datasources.types import choose_cursor as choose_cursor
 
 if TYPE_CHECKING:
     from datasources.connectors.base import Connector, ConnectorContext
@@ -69,16 +70,3 @@ def open_source(source: SourceRecord, tenant: Tenant) -> Connector:
     config = merge_secrets(source.type, source.connection_config, get_secrets(source.secret_arn))
     context = connector_context(Reader.of_source(tenant), config)
     return get_connector(source.type, config, context)
-
-
-def choose_cursor(candidates: list[str], requested: str | None) -> str | None:
-    """The stream's cursor: the one asked for, else an update timestamp, else the first."""
-    from datasources.connectors.base import UPDATE_CURSOR_NAMES
-
-    if requested:
-        return requested
-    lowered = {c.lower(): c for c in candidates}
-    for name in UPDATE_CURSOR_NAMES:
-        if name in lowered:
-            return lowered[name]
-    return candidates[0] if candidates else None

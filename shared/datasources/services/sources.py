@@ -59,7 +59,7 @@ def _with_engines(sources: list[Any]) -> list[ConfigModel]:
     of many sources waits about one connect_timeout (at most 20 s), not their sum."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from datasources.connectors.engine_probe import complete_engine
+    from datasources.connectors.sql.engine_probe import complete_engine
     from datasources.models.connection import DatabaseConfig
 
     settings = get_settings()

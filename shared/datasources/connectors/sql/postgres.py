@@ -22,19 +22,15 @@ import psycopg
 from psycopg import pq, sql
 
 from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
-from datasources.connectors.database import (
-    FastPathUnavailable,
+from datasources.connectors.sql.base import (
     ReadPlan,
     SqlConnector,
     StreamMeta,
-    arrow_schema,
     cursor_candidates,
-    decimal_fits_arrow,
-    effective_ssl_mode,
     is_selected,
-    tls_failure,
-    tls_files,
 )
+from datasources.connectors.sql.connection import effective_ssl_mode, tls_failure, tls_files
+from datasources.connectors.sql.values import FastPathUnavailable, arrow_schema, decimal_fits_arrow
 from datasources.errors import ConnectionFailed, SourceReadError
 from datasources.models.connection import DatabaseConfig
 

@@ -22,17 +22,15 @@ import pymysql.cursors
 from pymysql.constants import CLIENT
 
 from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
-from datasources.connectors.database import (
-    CsvBatchParser,
+from datasources.connectors.sql.base import (
     ReadPlan,
     SqlConnector,
     StreamMeta,
     cursor_candidates,
-    effective_ssl_mode,
     is_selected,
-    tls_failure,
-    tls_files,
 )
+from datasources.connectors.sql.connection import effective_ssl_mode, tls_failure, tls_files
+from datasources.connectors.sql.values import CsvBatchParser
 from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
 from datasources.models.connection import DatabaseConfig
 
