@@ -95,6 +95,12 @@ class TableView(BaseModel):
     cursor_field: str | None
     row_count_estimate: int | None
     kind: str
+    readable: bool = Field(
+        default=True, description="False when a read is known to fail; `reason` says why"
+    )
+    reason: str | None = Field(
+        default=None, description="Why the stream cannot be read, and what to do about it"
+    )
 
 
 class SchemaData(BaseModel):

@@ -9,7 +9,8 @@ engine does stays in test_postgres*.py / test_mysql*.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,16 @@ from datasources.connectors.sql.base import SqlConnector
 from datasources.connectors.sql.factory import open_database_connector
 from datasources.models.connection import DatabaseConfig
 from tests.connectors import db_fixtures as fx
+
+
+@dataclass(frozen=True)
+class Limited:
+    """A source user that may read table `ok` but not table `denied` (see db_fixtures)."""
+
+    overrides: dict[str, Any]  # config fields that connect as that user to that scope
+    stream: Callable[[str], str]  # a table's stream name there
+    grant: str  # the statement that would let the user read `denied`
+    password: str
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,12 @@ class Engine:
     def create_many_tables(self, where: str, count: int) -> None:
         """`count` tables t1..tn of 8 columns each in schema/database `where`, once."""
         raise NotImplementedError
+
+    @contextmanager
+    def limited_access(self) -> Iterator[Limited]:
+        """A user with read access to some tables only, unique to the caller."""
+        raise NotImplementedError
+        yield
 
     def values(self, rows: Sequence[Sequence[Any]]) -> str:
         """`(1, 'a'), (2, 'b')`: literal rows of ints and simple strings."""
@@ -167,6 +184,16 @@ class Postgres(Engine):
             "created_at timestamptz, ref integer)', i); END LOOP; END $$",
         )
 
+    @contextmanager
+    def limited_access(self) -> Iterator[Limited]:
+        with fx.pg_limited_role("ds_sqlerr") as (schema, role, password):
+            yield Limited(
+                overrides={"schema": schema, "username": role, "password": password},
+                stream=lambda table: f"{schema}.{table}",
+                grant=f"GRANT SELECT ON {schema}.denied TO {role}",
+                password=password,
+            )
+
 
 class MariaDb(Engine):
     def __init__(self) -> None:
@@ -238,6 +265,16 @@ class MariaDb(Engine):
                 for i in range(1, count + 1)
             )
         )
+
+    @contextmanager
+    def limited_access(self) -> Iterator[Limited]:
+        with fx.my_limited_user("ds_sqlerr") as (database, user, password):
+            yield Limited(
+                overrides={"database": database, "username": user, "password": password},
+                stream=lambda table: table,
+                grant=f"GRANT SELECT ON `{database}`.`denied` TO '{user}'@'%'",
+                password=password,
+            )
 
 
 def version_matches(engine: Engine, version: str) -> bool:

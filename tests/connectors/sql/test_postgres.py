@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from datasources.connectors.base import ConnectorContext, StreamState
 from datasources.connectors.sql.factory import open_database_connector
 from datasources.connectors.sql.postgres import PostgresConnector
-from datasources.errors import SourceReadError
+from datasources.errors import SourceReadError, StreamUnreadable
 from tests.connectors import db_fixtures as fx
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("pg_fixtures")]
@@ -188,4 +189,50 @@ def test_read_given_statement_timeout_then_source_read_error_not_a_hang(db_conte
             admin.rollback()
     assert time.monotonic() - started < 10
     assert connection is not None
+    conn.close()
+
+
+# ---------------------------------------------------------------- errors by cause
+
+
+@pytest.fixture
+def limited_role() -> Iterator[tuple[str, str, str]]:
+    """(schema, role, password): `ok` and `mv` (never populated) readable, `denied` not."""
+    with fx.pg_limited_role("ds_sqlerr") as limited:
+        yield limited
+
+
+def test_discover_given_unreadable_relations_then_listed_unreadable_with_what_to_do(
+    db_context, limited_role
+):
+    schema, role, password = limited_role
+    conn = connector(db_context, schema=schema, username=role, password=password)
+    tables = {t.name: t for t in conn.discover()}
+    conn.close()
+    assert set(tables) == {f"{schema}.ok", f"{schema}.denied", f"{schema}.mv"}
+    assert tables[f"{schema}.ok"].readable and tables[f"{schema}.ok"].reason is None
+    denied = tables[f"{schema}.denied"]
+    assert not denied.readable
+    assert f"GRANT SELECT ON {schema}.denied TO {role}" in (denied.reason or "")
+    mv = tables[f"{schema}.mv"]
+    assert not mv.readable and mv.kind == "materialized_view"
+    assert f"REFRESH MATERIALIZED VIEW {schema}.mv" in (mv.reason or "")
+
+
+@pytest.mark.parametrize("cursor", [None, "id"])
+def test_read_given_unpopulated_materialized_view_then_unreadable_not_a_lost_connection(
+    db_context, limited_role, cursor
+):
+    # 55000 is an OperationalError in psycopg, as a dropped connection is: the SQLSTATE
+    # says it is a lasting condition of this view, so the stream fails and says why.
+    schema, role, password = limited_role
+    conn = connector(db_context, schema=schema, username=role, password=password)
+    with pytest.raises(StreamUnreadable) as info:
+        read_all(conn, f"{schema}.mv", StreamState(cursor_field=cursor))
+    message = info.value.message
+    assert f"REFRESH MATERIALIZED VIEW {schema}.mv" in message, message
+    assert "has not been populated" in message
+    assert "lost" not in message and "resume" not in message
+    # The connector goes on with the other streams.
+    assert read_all(conn, f"{schema}.ok")[0].num_rows == 25
     conn.close()

@@ -19,7 +19,7 @@ from datasources import netguard
 from datasources.connectors.base import StreamState
 from datasources.connectors.sql.base import SqlConnector
 from datasources.connectors.sql.connection import effective_ssl_mode, sanitize_message
-from datasources.errors import SourceReadError
+from datasources.errors import SourceReadError, StreamUnreadable
 from tests.connectors import db_fixtures as fx
 from tests.connectors.sql.engines import Engine, version_matches
 
@@ -421,6 +421,25 @@ def test_read_given_session_killed_mid_read_then_lost_quickly_and_next_read_reco
     # The connector recovers: the next read opens a fresh connection.
     assert read_all(conn, engine.stream("composite"))[0].num_rows == 150
     conn.close()
+
+
+def test_read_given_table_without_select_permission_then_unreadable_with_the_grant(
+    engine: Engine, db_context
+):
+    # A lasting condition of that one stream: not a lost connection, and it says what to do.
+    with engine.limited_access() as limited:
+        conn = engine.connector(db_context, **limited.overrides)
+        # Visible to the user (it holds a privilege on it, or may list it), not readable.
+        assert limited.stream("denied") in {t.name for t in conn.discover()}
+        with pytest.raises(StreamUnreadable) as info:
+            read_all(conn, limited.stream("denied"))
+        message = info.value.message
+        assert limited.grant in message, message
+        assert "permission denied" in message and "lost" not in message
+        assert limited.password not in message
+        # The connector goes on with the other streams.
+        assert read_all(conn, limited.stream("ok"))[0].num_rows == 25
+        conn.close()
 
 
 def test_session_is_read_only(engine: Engine, db_context):

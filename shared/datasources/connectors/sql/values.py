@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from datasources import types
 from datasources.connectors.base import Column
-from datasources.errors import SourceReadError
+from datasources.errors import SourceReadError, StreamUnreadable
 from datasources.types import MAX_DECIMAL_PRECISION
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def rows_to_arrow(
             try:
                 arrays.append(pa.array(coerced, type=arrow_field.type))
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-                raise SourceReadError(
+                raise StreamUnreadable(
                     f"column '{column.name}' ({column.native_type}) has a value that cannot be "
                     f"converted to {arrow_field.type}: {str(exc)[:200]}"
                 ) from None
@@ -226,13 +226,19 @@ class CsvBatchParser:
     """CSV text of one batch (one line per row, as the server wrote it) -> an Arrow table
     of the stream's schema, or FastPathUnavailable when a value does not parse exactly.
 
-    Binary columns arrive as hex text; tz-aware timestamps as UTC text without an
-    offset (read naive, then labelled UTC). A NULL is an unquoted empty field, `""` an
-    empty string.
+    Binary columns arrive as hex text; tz-aware timestamps as UTC text, with an offset
+    (PostgreSQL's COPY: `zoned_text`) or without one (MySQL: read naive, then labelled
+    UTC). A NULL is an unquoted empty field, `""` an empty string, and no other text
+    ('NA', 'NULL', 'nan'...) is null.
     """
 
     def __init__(
-        self, columns: Sequence[Column], true_values: list[str], false_values: list[str]
+        self,
+        columns: Sequence[Column],
+        true_values: list[str],
+        false_values: list[str],
+        *,
+        zoned_text: bool = False,
     ) -> None:
         import pyarrow as pa
         import pyarrow.csv as pacsv
@@ -245,12 +251,17 @@ class CsvBatchParser:
         def read_type(i: int, arrow_field: pa.Field) -> pa.DataType:
             if i in self.binary:
                 return pa.string()
-            if pa.types.is_timestamp(arrow_field.type) and arrow_field.type.tz is not None:
+            if (
+                not zoned_text
+                and pa.types.is_timestamp(arrow_field.type)
+                and arrow_field.type.tz is not None
+            ):
                 return pa.timestamp(arrow_field.type.unit)
             return arrow_field.type
 
         read_types = {f.name: read_type(i, f) for i, f in enumerate(self.schema)}
-        # One thread: the sync's writer and uploader threads need the other core.
+        # One thread, 1 MiB blocks: as fast as Arrow's thread pool on a batch, for half
+        # the CPU (make bench), which the sync's writer and uploader threads need.
         self.read_options = pacsv.ReadOptions(
             column_names=[c.name for c in columns], block_size=1 << 20, use_threads=False
         )
