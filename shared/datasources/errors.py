@@ -103,6 +103,17 @@ class SourceReadError(DataSourcesError):
     code = "source_read_error"
 
 
+class SourceConnectionLost(SourceReadError):
+    """The connection to a source dropped mid-read: the stream can resume from its last
+    checkpoint, so the sync retries it."""
+
+
+class StreamUnreadable(SourceReadError):
+    """A lasting condition of one stream (a materialized view never refreshed, no SELECT
+    permission, a value that cannot be read): retrying cannot help. The stream fails at
+    once with what to do; the job's other streams go on."""
+
+
 class StorageError(DataSourcesError):
     """DynamoDB, S3, SQS or Secrets Manager failed in a way the caller cannot fix."""
 

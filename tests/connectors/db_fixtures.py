@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -235,6 +238,11 @@ DECIMAL_1 = Decimal("12345678.1234")
 
 def pg_config(**overrides: Any) -> DatabaseConfig:
     """A config for the local PostgreSQL, fixture schema selected."""
+    return DatabaseConfig.model_validate(pg_values(**overrides))
+
+
+def pg_values(**overrides: Any) -> dict[str, Any]:
+    """The `connection_config` of a source on the local PostgreSQL, as a request sends it."""
     values: dict[str, Any] = {
         "host": HOST,
         "port": PG_PORT,
@@ -246,7 +254,7 @@ def pg_config(**overrides: Any) -> DatabaseConfig:
         "connect_timeout": 5,
     }
     values.update(overrides)
-    return DatabaseConfig.model_validate(values)
+    return values
 
 
 def my_config(**overrides: Any) -> DatabaseConfig:
@@ -262,6 +270,60 @@ def my_config(**overrides: Any) -> DatabaseConfig:
     }
     values.update(overrides)
     return DatabaseConfig.model_validate(values)
+
+
+@contextmanager
+def pg_limited_role(prefix: str) -> Iterator[tuple[str, str, str]]:
+    """(schema, role, password): a login role that may read `ok` (25 rows) and `mv` (a
+    materialized view never populated) but not `denied`. Names are `prefix` plus a
+    random suffix, unique to the caller; all of it is dropped on exit."""
+    suffix = uuid.uuid4().hex[:10]
+    schema = role = f"{prefix}_{suffix}"
+    password = f"pw-{suffix}"
+    with pg_connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        admin.execute(f"CREATE TABLE {schema}.ok (id int PRIMARY KEY, v text)")
+        admin.execute(f"INSERT INTO {schema}.ok SELECT g, 'v' || g FROM generate_series(1, 25) g")
+        admin.execute(f"CREATE TABLE {schema}.denied (id int PRIMARY KEY, secret text)")
+        admin.execute(f"INSERT INTO {schema}.denied VALUES (1, 'x')")
+        admin.execute(
+            f"CREATE MATERIALIZED VIEW {schema}.mv AS SELECT id, v FROM {schema}.ok WITH NO DATA"
+        )
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        admin.execute(f"GRANT SELECT ON {schema}.ok, {schema}.mv TO {role}")
+    try:
+        yield schema, role, password
+    finally:
+        with pg_connect() as admin:
+            admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@contextmanager
+def my_limited_user(prefix: str) -> Iterator[tuple[str, str, str]]:
+    """(database, user, password): a user that may read `ok` (25 rows) but only insert
+    into `denied`, so it sees that table and cannot read it. Unique names, dropped on
+    exit."""
+    suffix = uuid.uuid4().hex[:10]
+    database = user = f"{prefix}_{suffix}"
+    password = f"pw-{suffix}"
+    with my_connect() as admin, admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {database}")
+        cur.execute(f"CREATE TABLE {database}.ok (id int PRIMARY KEY, v text)")
+        cur.executemany(
+            f"INSERT INTO {database}.ok VALUES (%s, %s)", [(g, f"v{g}") for g in range(1, 26)]
+        )
+        cur.execute(f"CREATE TABLE {database}.denied (id int PRIMARY KEY, secret text)")
+        cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+        cur.execute(f"GRANT SELECT ON {database}.ok TO '{user}'@'%'")
+        cur.execute(f"GRANT INSERT ON {database}.denied TO '{user}'@'%'")
+    try:
+        yield database, user, password
+    finally:
+        with my_connect() as admin, admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {database}")
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
 def require_server(connect: Any, what: str, port: int) -> None:

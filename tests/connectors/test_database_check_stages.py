@@ -17,7 +17,7 @@ import pytest
 from datasources import netguard
 from datasources.config import Settings
 from datasources.connectors.base import Connector, ConnectorContext
-from datasources.connectors.database import open_database_connector
+from datasources.connectors.sql.factory import open_database_connector
 from datasources.errors import ConnectionFailed
 from tests.connectors import db_fixtures as fx
 

@@ -64,17 +64,8 @@ def fill(conn: Any, schema: str, start: int, stop: int, *, ties: int = 1) -> Non
     )
 
 
-def connect_pg(stack: Stack, schema: str) -> str:
-    config = {
-        "host": fx.HOST,
-        "port": fx.PG_PORT,
-        "database": fx.DATABASE,
-        "username": fx.USER,
-        "password": fx.PASSWORD,
-        "engine": "postgresql",
-        "schema": schema,
-        "connect_timeout": 5,
-    }
+def connect_pg(stack: Stack, schema: str, **overrides: Any) -> str:
+    config = fx.pg_values(schema=schema, **overrides)
     response = stack.call(
         "connect",
         body={"sources": [{"type": "database", "name": schema, "connection_config": config}]},

@@ -65,17 +65,6 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# The one cycle left to the move of the SQL connectors into connectors/sql/ (shared
-# base, engines, one factory). Named exactly, and checked to still exist, so this
-# entry has to go with the cycle.
-PENDING_CYCLES: list[list[str]] = [
-    [
-        "datasources.connectors.database",
-        "datasources.connectors.mysql",
-        "datasources.connectors.postgres",
-    ]
-]
-
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 
 
@@ -193,10 +182,7 @@ def test_no_module_imports_from_a_layer_above_its_own(graph: dict[str, set[str]]
 
 
 def test_no_modules_import_each_other_in_a_cycle(graph: dict[str, set[str]]) -> None:
-    found = cycles(graph)
-    assert [c for c in found if c not in PENDING_CYCLES] == []
-    # A pending cycle that is gone must leave the list (it would hide a new one).
-    assert [c for c in PENDING_CYCLES if c not in found] == []
+    assert cycles(graph) == []
 
 
 def test_the_checks_see_a_lazy_climb_and_a_cycle() -> None:

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from datasources.lake import LakeAllowance
 
 __all__ = [
-    "UPDATE_CURSOR_NAMES",
     "Batch",
     "CheckResult",
     "Column",
@@ -49,30 +48,6 @@ __all__ = [
     "StreamState",
     "Table",
 ]
-
-# Column names that say "this row's last change", in order of preference: an update
-# timestamp catches updated rows too, an insertion key only new ones (DESIGN §5).
-UPDATE_CURSOR_NAMES = (
-    "updated_at",
-    "modified_at",
-    "last_modified",
-    "last_modified_at",
-    "updated",
-    "modified",
-    "last_updated",
-    "last_update",
-    "updated_on",
-    "modified_on",
-    "update_time",
-    "updatetime",
-    "date_modified",
-    "modified_date",
-    "updated_date",
-    "changed_at",
-    "lastmodified",
-    "updatedat",
-    "modifiedat",
-)
 
 
 class CheckResult(BaseModel):

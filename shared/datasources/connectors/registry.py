@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # type -> "module:factory". The factory takes (config, context) and returns a Connector.
 _FACTORIES: dict[str, str] = {
     "file": "datasources.connectors.file:FileConnector",
-    "database": "datasources.connectors.database:open_database_connector",
+    "database": "datasources.connectors.sql.factory:open_database_connector",
     "api": "datasources.connectors.api:ApiConnector",
 }
 
@@ -29,9 +29,9 @@ _FACTORIES: dict[str, str] = {
 # Modules holding a connector or an engine of one, with their drivers.
 _MODULES = (
     "datasources.connectors.file",
-    "datasources.connectors.database",
-    "datasources.connectors.postgres",
-    "datasources.connectors.mysql",
+    "datasources.connectors.sql.factory",
+    "datasources.connectors.sql.postgres",
+    "datasources.connectors.sql.mysql",
     "datasources.connectors.api",
 )
 

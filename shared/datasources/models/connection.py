@@ -65,7 +65,7 @@ class DatabaseConfig(ConfigModel):
     """A PostgreSQL, MySQL or MariaDB database.
 
     Without `engine`, the well-known ports name it; on any other port the connector asks
-    the server (connectors/engine_probe.py) and the source stores the answer.
+    the server (connectors/sql/engine_probe.py) and the source stores the answer.
     """
 
     host: Annotated[str, Field(min_length=1, max_length=253)]

@@ -138,6 +138,12 @@ class TableView(ResponseModel):
     row_count_estimate: int | None
     kind: str
     cursor_field: str | None
+    readable: bool = Field(
+        default=True, description="False when a read is known to fail; `reason` says why"
+    )
+    reason: str | None = Field(
+        default=None, description="Why the stream cannot be read, and what to do about it"
+    )
 
 
 class SchemaData(ResponseModel):

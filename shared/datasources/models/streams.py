@@ -26,3 +26,7 @@ class Table(BaseModel):
     cursor_candidates: list[str] = Field(default_factory=list)
     row_count_estimate: int | None = None
     kind: str = "table"
+    # False when discovery can already tell a read would fail, `reason` saying why and
+    # what to do (no SELECT permission, a materialized view never populated).
+    readable: bool = True
+    reason: str | None = None

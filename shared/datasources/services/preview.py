@@ -94,7 +94,7 @@ def _collect(
 
 def _json_value(value: Any, column: Column) -> tuple[Any, bool]:
     """A value as JSON, the way the landing zone's JSON Lines show it; long text is cut."""
-    from datasources.connectors.database import to_jsonable
+    from datasources.connectors.sql.values import to_jsonable
 
     if isinstance(value, float) and not math.isfinite(value):
         return str(value), False  # NaN and infinities have no JSON literal

@@ -65,7 +65,7 @@ def _with_engines(sources: list[Any]) -> list[ConfigModel]:
     of many sources waits about one connect_timeout (at most 20 s), not their sum."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from datasources.connectors.engine_probe import complete_engine
+    from datasources.connectors.sql.engine_probe import complete_engine
     from datasources.models.connection import DatabaseConfig
 
     settings = get_settings()
@@ -218,6 +218,8 @@ def get_schema(principal: Principal, workspace_id: str, query: SchemaQuery) -> S
                 row_count_estimate=t.row_count_estimate,
                 kind=t.kind,
                 cursor_field=choose_cursor(t.cursor_candidates, None),
+                readable=t.readable,
+                reason=t.reason,
             )
             for t in tables
         ],

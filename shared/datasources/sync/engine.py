@@ -33,8 +33,9 @@ from datasources.dal.sources import SourceRecord
 from datasources.errors import (
     ConnectionFailed,
     DataSourcesError,
-    SourceReadError,
+    SourceConnectionLost,
     StorageError,
+    StreamUnreadable,
     Throttled,
     ValidationFailed,
 )
@@ -509,10 +510,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ConnectionFailed):
         return exc.stage in {"tcp", "timeout", "dns"}
-    if isinstance(exc, SourceReadError):
-        text = exc.message.lower()
-        return "connection" in text and ("lost" in text or "closed" in text)
-    return False
+    # A read error is transient only when the connector found the connection lost.
+    return isinstance(exc, SourceConnectionLost)
 
 
 def _finish_job_if_done(tenant: Tenant, job_id: str) -> None:
@@ -615,6 +614,11 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
         failure_metric(exc)
         stored = _stored(tenant, unit)
         if stored.status in TERMINAL:
+            _finish_job_if_done(tenant, job.job_id)
+            return
+        if isinstance(exc, StreamUnreadable):
+            # A lasting condition of this stream: another attempt would meet it again.
+            _fail_unit(tenant, stored, error)
             _finish_job_if_done(tenant, job.job_id)
             return
         if stored.seq > started_seq:

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pytest
 
 from datasources.connectors.base import Batch, ConnectorContext, StreamState
-from datasources.connectors.database import open_database_connector
-from datasources.connectors.postgres import PostgresConnector, _read_copy
+from datasources.connectors.sql.factory import open_database_connector
+from datasources.connectors.sql.postgres import PostgresConnector, _read_copy
 from datasources.errors import SourceReadError
 from tests.connectors import db_fixtures as fx
 
@@ -359,7 +359,7 @@ def test_copy_path_given_more_batches_than_one_copy_spans_then_same_as_the_row_p
 def test_copy_path_cuts_a_batch_at_the_byte_limit_and_loses_no_row(
     db_context, schema, typed, monkeypatch
 ):
-    import datasources.connectors.postgres as pg
+    import datasources.connectors.sql.postgres as pg
 
     monkeypatch.setattr(pg, "_MAX_BATCH_BYTES", 20_000)
     copied, copies = read(db_context, schema, typed, copy=True, monkeypatch=monkeypatch)

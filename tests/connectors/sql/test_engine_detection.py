@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from datasources.connectors.base import ConnectorContext, StreamState
-from datasources.connectors.database import open_database_connector
-from datasources.connectors.engine_probe import detect_engine, parse_mysql_greeting
+from datasources.connectors.sql.engine_probe import detect_engine, parse_mysql_greeting
+from datasources.connectors.sql.factory import open_database_connector
 from datasources.errors import ConnectionFailed
 from datasources.models.connection import DatabaseConfig
 from tests.connectors import db_fixtures as fx

@@ -14,7 +14,7 @@ pg_catalog in one query per kind (relations, columns, primary keys).
 from __future__ import annotations
 
 import select
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -22,20 +22,20 @@ import psycopg
 from psycopg import pq, sql
 
 from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
-from datasources.connectors.database import (
-    FastPathUnavailable,
+from datasources.connectors.sql.base import (
     ReadPlan,
     SqlConnector,
     StreamMeta,
-    arrow_schema,
     cursor_candidates,
-    decimal_fits_arrow,
-    effective_ssl_mode,
     is_selected,
-    tls_failure,
-    tls_files,
 )
-from datasources.errors import ConnectionFailed, SourceReadError
+from datasources.connectors.sql.connection import effective_ssl_mode, tls_failure, tls_files
+from datasources.connectors.sql.errors import Cause, pg_cause, stream_error
+from datasources.connectors.sql.values import (
+    CsvBatchParser,
+    decimal_fits_arrow,
+)
+from datasources.errors import ConnectionFailed
 from datasources.models.connection import DatabaseConfig
 
 if TYPE_CHECKING:
@@ -90,6 +90,24 @@ def _ident(name: str) -> sql.Identifier:
     which the driver turns back into one `%` when it binds the parameters.
     """
     return sql.Identifier(name.replace("%", "%%"))
+
+
+def _quoted(name: str) -> str:
+    """An identifier as PostgreSQL's quote_ident would show it in a statement to run."""
+    if (
+        name
+        and (name[0].isalpha() or name[0] == "_")
+        and all(ch.isalnum() or ch == "_" for ch in name)
+        and name == name.lower()
+    ):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quoted_stream(stream: str) -> str:
+    """`schema.table` of a stream name, each part quoted where it needs it (for messages)."""
+    schema, _, table = stream.partition(".")
+    return f"{_quoted(schema)}.{_quoted(table)}" if table else _quoted(schema)
 
 
 def _select_expr(column: Column, base_typname: str) -> sql.Composable:
@@ -150,65 +168,6 @@ _BATCHES_PER_COPY = 8
 # 20 MB of text, and several batches are in flight). 8 MiB keeps narrow batches whole
 # and is as fast as unbounded batches on wide ones (make bench).
 _MAX_BATCH_BYTES = 8 << 20
-
-
-class _CopyParser:
-    """CSV bytes of one batch -> an Arrow table of the stream's schema, or FastPathUnavailable."""
-
-    def __init__(self, columns: Sequence[Column]) -> None:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-
-        self._pa = pa
-        self._pacsv = pacsv
-        self.schema = arrow_schema(columns)
-        self.binary = [i for i, c in enumerate(columns) if c.type == "binary"]
-        read_types = {
-            f.name: (pa.string() if i in self.binary else f.type) for i, f in enumerate(self.schema)
-        }
-        # One thread, 1 MiB blocks: as fast as Arrow's thread pool on a batch, for half
-        # the CPU (make bench), which the sync's writer and uploader threads need.
-        self.read_options = pacsv.ReadOptions(
-            column_names=[c.name for c in columns], block_size=1 << 20, use_threads=False
-        )
-        self.parse_options = pacsv.ParseOptions(newlines_in_values=True)
-        self.convert_options = pacsv.ConvertOptions(
-            column_types=read_types,
-            # COPY writes NULL as an unquoted empty field and '' as "": only the former
-            # is null, and no other text ('NA', 'NULL', 'nan'...) is.
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            true_values=["t"],
-            false_values=["f"],
-        )
-
-    def parse(self, data: bytearray, rows: int) -> pa.Table:
-        pa = self._pa
-        try:
-            table = self._pacsv.read_csv(
-                pa.py_buffer(data),
-                read_options=self.read_options,
-                parse_options=self.parse_options,
-                convert_options=self.convert_options,
-            )
-            if table.num_rows != rows:
-                raise FastPathUnavailable
-            if self.binary:
-                arrays = list(table.columns)
-                for i in self.binary:
-                    arrays[i] = pa.array(
-                        [None if v is None else bytes.fromhex(v) for v in arrays[i].to_pylist()],
-                        type=pa.binary(),
-                    )
-                return pa.Table.from_arrays(arrays, schema=self.schema)
-            if not table.schema.equals(self.schema):
-                table = table.cast(self.schema)
-            return table
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
-            # A value text cannot carry into the Arrow type (NaN numeric, 'infinity',
-            # a BC date, year > 9999...): the row path reads it with its notes/errors.
-            raise FastPathUnavailable from None
 
 
 def _read_copy(
@@ -400,42 +359,43 @@ class PostgresConnector(SqlConnector):
         return ConnectionFailed(f"query failed on {where}: {text}", stage="query")
 
     def _read_error(self, exc: Exception, stream: str) -> Exception:
-        if isinstance(exc, psycopg.Error):
-            state = getattr(exc, "sqlstate", None) or ""
-            text = self.sanitize(str(exc))
-            broken = isinstance(exc, psycopg.OperationalError) or (
-                self._conn is not None and self._conn.closed
-            )
+        if not isinstance(exc, psycopg.Error):
+            # A socket error under the driver: the session is gone.
             self._drop()
-            if state == "42P01":
-                return SourceReadError(
-                    f"stream '{stream}' no longer exists (the table was dropped or renamed); "
-                    "run schema discovery again"
-                )
-            if state == "42703":
-                return SourceReadError(
-                    f"a column of stream '{stream}' changed while reading: {text}; sync again"
-                )
-            if state == "42501":
-                return SourceReadError(f"permission denied reading stream '{stream}': {text}")
-            if state == "57014":
-                return SourceReadError(
-                    f"reading stream '{stream}' exceeded the statement timeout of "
-                    f"{self.config.statement_timeout_seconds} s: {text}"
-                )
-            if isinstance(exc, psycopg.DataError) and not state:
-                # Raised by a loader, not the server: e.g. 'infinity' dates or year > 9999.
-                return SourceReadError(
-                    f"stream '{stream}' holds a value that cannot be converted ({text}); "
-                    "exclude the table or cast the value in a view"
-                )
-            if broken or state.startswith("57P") or state.startswith("08"):
-                return SourceReadError(
-                    f"the connection to PostgreSQL was lost while reading stream '{stream}' "
-                    f"({text}); the sync can resume from its last checkpoint"
-                )
-            return SourceReadError(f"reading stream '{stream}' failed: {text}")
-        return SourceReadError(f"reading stream '{stream}' failed: {type(exc).__name__}")
+            return stream_error(
+                "connection_lost",
+                engine="PostgreSQL",
+                stream=stream,
+                text=type(exc).__name__,
+                remedy="",
+                statement_timeout=self.config.statement_timeout_seconds,
+            )
+        state = getattr(exc, "sqlstate", None)
+        text = self.sanitize(str(exc))
+        session_ended = self._conn is None or self._conn.closed
+        self._drop()
+        if not state and isinstance(exc, psycopg.DataError):
+            # Raised by a loader, not the server: e.g. 'infinity' dates or year > 9999.
+            cause: Cause = "invalid_value"
+        else:
+            cause = pg_cause(state, session_ended=session_ended)
+        return stream_error(
+            cause,
+            engine="PostgreSQL",
+            stream=stream,
+            text=text,
+            remedy=self._remedy(cause, stream, text),
+            statement_timeout=self.config.statement_timeout_seconds,
+        )
+
+    def _remedy(self, cause: Cause, stream: str, text: str) -> str:
+        relation = _quoted_stream(stream)
+        if cause == "permission":
+            user = _quoted(self.config.username)
+            return f"run GRANT SELECT ON {relation} TO {user} as its owner"
+        if cause == "not_ready" and "materialized view" in text.lower():
+            return f"run REFRESH MATERIALIZED VIEW {relation} on the source"
+        return "fix the relation on the source"
 
     # ---- check
 
@@ -484,10 +444,10 @@ class PostgresConnector(SqlConnector):
         with conn.cursor() as cur:
             cur.execute(
                 sql.SQL(
-                    "SELECT n.nspname, c.relname, c.relkind, c.reltuples::float8 "
+                    "SELECT n.nspname, c.relname, c.relkind, c.reltuples::float8, "
+                    "has_table_privilege(c.oid, 'SELECT'), c.relispopulated "
                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE {} AND has_table_privilege(c.oid, 'SELECT') "
-                    "ORDER BY n.nspname, c.relname"
+                    "WHERE {} ORDER BY n.nspname, c.relname"
                 ).format(rel_where),
                 params,
             )
@@ -542,19 +502,32 @@ class PostgresConnector(SqlConnector):
             pks.setdefault((schema, rel), []).append(name)
 
         out = []
-        for schema, rel, kind, reltuples in relations:
+        for schema, rel, kind, reltuples, may_select, populated in relations:
             cols = columns.get((schema, rel), [])
             pk = pks.get((schema, rel), [])
             estimate = None
             if kind in ("r", "m", "p") and reltuples is not None and reltuples >= 0:
                 estimate = int(reltuples)
+            name = f"{schema}.{rel}"
+            # Listed even when unreadable, with why: a table left out without a word
+            # would look synced when it was never read.
+            reason = None
+            if not may_select:
+                reason = f"permission denied: {self._remedy('permission', name, '')}"
+            elif not populated:
+                reason = (
+                    "the materialized view has not been populated: "
+                    f"{self._remedy('not_ready', name, 'materialized view')}"
+                )
             table = Table(
-                name=f"{schema}.{rel}",
+                name=name,
                 columns=cols,
                 primary_key=pk,
                 cursor_candidates=cursor_candidates(cols, pk),
                 row_count_estimate=estimate,
                 kind=_KINDS.get(kind, "table"),
+                readable=reason is None,
+                reason=reason,
             )
             out.append(
                 (
@@ -770,7 +743,7 @@ class PostgresConnector(SqlConnector):
         batch needs the row path) is cancelled by psycopg.
         """
         conn = self._connection()
-        parser = _CopyParser(meta.table.columns)
+        parser = CsvBatchParser(meta.table.columns, ["t"], ["f"], zoned_text=True)
         exprs = self._copy_exprs[meta.table.name]
         limit = batch_size * _BATCHES_PER_COPY
         # Batch k is parsed (Arrow releases the GIL) while this thread reads batch k+1,

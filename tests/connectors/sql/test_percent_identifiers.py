@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from datasources.connectors.base import ConnectorContext, StreamState
-from datasources.connectors.database import open_database_connector
-from datasources.connectors.postgres import PostgresConnector
+from datasources.connectors.sql.factory import open_database_connector
+from datasources.connectors.sql.postgres import PostgresConnector
 from tests.connectors import db_fixtures as fx
 
 TABLE = "pct%s"

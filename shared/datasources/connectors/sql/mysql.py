@@ -22,18 +22,17 @@ import pymysql.cursors
 from pymysql.constants import CLIENT
 
 from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
-from datasources.connectors.database import (
-    CsvBatchParser,
+from datasources.connectors.sql.base import (
     ReadPlan,
     SqlConnector,
     StreamMeta,
     cursor_candidates,
-    effective_ssl_mode,
     is_selected,
-    tls_failure,
-    tls_files,
 )
-from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
+from datasources.connectors.sql.connection import effective_ssl_mode, tls_failure, tls_files
+from datasources.connectors.sql.errors import Cause, mysql_cause, stream_error
+from datasources.connectors.sql.values import CsvBatchParser
+from datasources.errors import ConnectionFailed, ValidationFailed
 from datasources.models.connection import DatabaseConfig
 
 if TYPE_CHECKING:
@@ -79,7 +78,6 @@ _JSON_CHECK_RE = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.IGNORECASE)
 _AUTH_CODES = {1045, 1130, 1698, 1251}
 _PERMISSION_CODES = {1044, 1142, 1143, 1227, 1129, 1370}
 _TIMEOUT_CODES = {1969, 3024}  # MariaDB max_statement_time, MySQL max_execution_time
-_LOST_CODES = {2006, 2013, 2055, 1053, 1927, 1317, 0}
 
 
 def normalize_mysql_type(data_type: str, column_type: str) -> NormalizedType:
@@ -440,31 +438,29 @@ class MySqlConnector(SqlConnector):
     def _read_error(self, exc: Exception, stream: str) -> Exception:
         code = self._code(exc)
         text = self.sanitize(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+        session_ended = self._conn is None or not self._conn.open
         self._drop()
-        if code == 1146:
-            return SourceReadError(
-                f"stream '{stream}' no longer exists (the table was dropped or renamed); "
-                "run schema discovery again"
-            )
-        if code == 1054:
-            return SourceReadError(
-                f"a column of stream '{stream}' changed while reading: {text}; sync again"
-            )
-        if code in _PERMISSION_CODES:
-            return SourceReadError(f"permission denied reading stream '{stream}': {text}")
-        if code in _TIMEOUT_CODES:
-            return SourceReadError(
-                f"reading stream '{stream}' exceeded the statement timeout of "
-                f"{self.config.statement_timeout_seconds} s: {text}"
-            )
-        if code in _LOST_CODES or isinstance(exc, OSError | pymysql.err.InterfaceError):
-            return SourceReadError(
-                f"the connection to {self.engine} was lost while reading stream '{stream}' "
-                f"({text or type(exc).__name__}); the sync can resume from its last checkpoint"
-            )
-        if isinstance(exc, pymysql.err.MySQLError):
-            return SourceReadError(f"reading stream '{stream}' failed: {text}")
-        return SourceReadError(f"reading stream '{stream}' failed: {type(exc).__name__}")
+        cause = mysql_cause(code)
+        if cause == "other" and (isinstance(exc, OSError) or (code < 0 and session_ended)):
+            # A socket error, or the driver's own complaint about a closed connection.
+            cause = "connection_lost"
+        return stream_error(
+            cause,
+            engine=self.engine,
+            stream=stream,
+            text=text or type(exc).__name__,
+            remedy=self._remedy(cause, stream),
+            statement_timeout=self.config.statement_timeout_seconds,
+        )
+
+    def _remedy(self, cause: Cause, stream: str) -> str:
+        relation = f"{quote_ident(self.config.database)}.{quote_ident(stream)}"
+        if cause == "permission":
+            user = "'" + self.config.username.replace("'", "''") + "'@'%'"
+            return f"run GRANT SELECT ON {relation} TO {user} (with the user's host)"
+        if cause == "not_ready":
+            return f"recreate view {relation} or give its definer access to the tables it reads"
+        return "fix the table on the source"
 
     # ---- check
 

@@ -15,8 +15,9 @@ import pyarrow as pa
 import pytest
 
 from datasources.connectors.base import ConnectorContext, StreamState
-from datasources.connectors.database import CsvBatchParser, open_database_connector
-from datasources.connectors.mysql import MySqlConnector, _csv_line
+from datasources.connectors.sql.factory import open_database_connector
+from datasources.connectors.sql.mysql import MySqlConnector, _csv_line
+from datasources.connectors.sql.values import CsvBatchParser
 from tests.connectors import db_fixtures as fx
 
 pytestmark = pytest.mark.mysql
