@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from datasources.connectors.base import Column
 from datasources.models.schedules import ScheduleView
+from datasources.types import IncrementalCaptures
 
 
 class SourceView(BaseModel):
@@ -93,6 +94,12 @@ class TableView(BaseModel):
     primary_key: list[str]
     cursor_candidates: list[str]
     cursor_field: str | None
+    incremental_captures: IncrementalCaptures | None = Field(
+        default=None,
+        description="What an incremental sync on `cursor_field` sees: `inserts_and_updates` "
+        "(an update column, or PostgreSQL's row version `xmin`) or `inserts` only (a key or a "
+        "creation time). Deletes are never seen by an incremental sync; null: no cursor.",
+    )
     row_count_estimate: int | None
     kind: str
 

@@ -20,6 +20,7 @@ from datasources.services.common import (
     open_source,
     tenant_for,
 )
+from datasources.types import incremental_captures
 
 if TYPE_CHECKING:
     from datasources.models.connection import ConfigModel
@@ -206,7 +207,11 @@ def get_schema(principal: Principal, workspace_id: str, query: SchemaQuery) -> d
     return {
         "source_id": source.id,
         "tables": [
-            {**t.model_dump(), "cursor_field": choose_cursor(t.cursor_candidates, None)}
+            {
+                **t.model_dump(),
+                "cursor_field": (cursor := choose_cursor(t.cursor_candidates, None)),
+                "incremental_captures": incremental_captures(cursor),
+            }
             for t in tables
         ],
     }

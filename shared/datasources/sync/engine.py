@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasources import aws
+from datasources import aws, types
 from datasources.auth import Principal
 from datasources.config import get_settings
 from datasources.connectors.base import Batch, Column, Connector, StreamState, Table
@@ -214,7 +214,8 @@ def _plan_units(
             if reset_all or table.name in reset_streams:
                 previous = None
             cursor = choose_cursor(table.cursor_candidates, options.cursor_fields.get(table.name))
-            if cursor and cursor not in {c.name for c in table.columns}:
+            names = {c.name for c in table.columns}
+            if cursor and cursor not in names and cursor not in table.cursor_candidates:
                 raise ValidationFailed(
                     f"cursor field '{cursor}' is not a column of stream '{table.name}'"
                 )
@@ -225,6 +226,10 @@ def _plan_units(
             start = None
             if mode == "incremental" and previous and previous.cursor_field == cursor:
                 start = previous.cursor_state
+            if mode == "incremental":
+                notes.extend(
+                    _incremental_notes(connectors.get(source.id), table.name, cursor, start)
+                )
             unit_id = f"u{len(units):05d}"
             units.append(
                 UnitRecord(
@@ -241,6 +246,23 @@ def _plan_units(
                 )
             )
     return units
+
+
+def _incremental_notes(
+    connector: Connector, stream: str, cursor: str | None, start: dict[str, Any] | None
+) -> list[str]:
+    """What an incremental run of the stream leaves out: rows the connector will not
+    read (its `incremental_notes`, where it has them) and updates a cursor cannot see."""
+    notes: list[str] = []
+    if types.incremental_captures(cursor) == "inserts":
+        notes.append(
+            f"only inserts are captured: the cursor '{cursor}' does not change when a row is "
+            "updated, so updated rows are not read again (a full refresh reads them)"
+        )
+    ask = getattr(connector, "incremental_notes", None)
+    if ask is not None:
+        notes.extend(ask(stream, StreamState(cursor_field=cursor, cursor_state=start)))
+    return notes
 
 
 def _select_streams(
