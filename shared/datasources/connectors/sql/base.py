@@ -364,9 +364,9 @@ class SqlConnector(ABC):
             plan.upper = self._guarded(stream, self._row_version_position)
             if self._row_version_reread(plan):
                 return [
-                    f"more than 2^31 transactions since the last sync: row versions "
-                    f"('{pseudo.name}') cannot tell which rows changed (wraparound), so every "
-                    "row is read again"
+                    f"the last sync's row-version ('{pseudo.name}') position is 2^31 or more "
+                    "transactions behind the server (wraparound) or ahead of it (another "
+                    "cluster): it cannot tell which rows changed, so every row is read again"
                 ]
             return []
         if not cursor.nullable:
