@@ -134,11 +134,10 @@ def test_null_cursor_rows_land_in_the_first_run_and_full_refresh_and_later_runs_
     # When the first incremental run reads them (8 chained parts)
     first = run(stack, source_id, stream)
 
-    # Then every row lands once, and the notes say the NULL-cursor rows were read
+    # Then every row lands once, and the notes count no row left out
     assert first["records_processed"] == 51
     assert landed(stack, first) == Counter(f"row {i}" for i in range(1, 52))
-    notes = stream_of(first)["notes"]
-    assert any("11 row(s) with a NULL 'changed_at' are read by this first run" in n for n in notes)
+    assert not any("NULL" in n for n in stream_of(first)["notes"])
 
     # When 5 rows with a newer cursor and 3 more NULL-cursor rows arrive
     insert(db, table, range(52, 57), null=False)

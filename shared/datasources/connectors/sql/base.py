@@ -369,16 +369,12 @@ class SqlConnector(ABC):
                     "cluster): it cannot tell which rows changed, so every row is read again"
                 ]
             return []
-        if not cursor.nullable:
+        if not cursor.nullable or state.cursor_state is None:
+            # A first run reads them (no count: planning runs inside POST /sync's time).
             return []
         nulls = int(self._guarded(stream, lambda: self._count_null_cursor(meta, cursor)))
         if not nulls:
             return []
-        if state.cursor_state is None:
-            return [
-                f"{nulls} row(s) with a NULL '{cursor.name}' are read by this first run; "
-                "later incremental runs do not read rows whose cursor is NULL"
-            ]
         return [
             f"{nulls} row(s) with a NULL '{cursor.name}' were not read: an incremental run "
             "reads rows whose cursor is past the last sync's; a full refresh reads them"
