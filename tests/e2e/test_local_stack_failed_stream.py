@@ -18,6 +18,7 @@ import pytest
 
 from tests.connectors import db_fixtures as fx
 from tests.e2e.helpers import connect, only_stream, sync
+from tests.e2e.test_local_stack_database import pg_config
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import LocalStack
@@ -57,16 +58,7 @@ def test_a_failed_stream_is_one_error_line_in_the_stack_log(
 ) -> None:
     stack = local_stack
     workspace = f"ws_e2e_{uuid.uuid4().hex[:10]}"
-    config = {
-        "host": fx.HOST,
-        "port": fx.PG_PORT,
-        "database": fx.DATABASE,
-        "username": fx.USER,
-        "password": fx.PASSWORD,
-        "engine": "postgresql",
-        "schema": failing_schema,
-        "connect_timeout": 5,
-    }
+    config = pg_config(failing_schema)
     source = connect(stack, workspace, "database", failing_schema, config)
     stream = f"{failing_schema}.bad"
 
