@@ -250,6 +250,26 @@ def cursor_candidates(
     return chosen
 
 
+# Pseudo-columns an engine offers as a cursor that change on every insert and update
+# (PostgreSQL's row version); no user column of that engine can have the name.
+ROW_VERSION_CURSORS = frozenset({"xmin"})
+
+IncrementalCaptures = Literal["inserts", "inserts_and_updates"]
+
+
+def incremental_captures(cursor: str | None) -> IncrementalCaptures | None:
+    """What an incremental sync on `cursor` sees: updated rows too, or new rows only.
+
+    An update column or a row version moves on every update; a key or a creation time
+    does not. No cursor mode sees deletes. None: no cursor, full refresh only.
+    """
+    if cursor is None:
+        return None
+    if is_update_cursor_name(cursor) or cursor in ROW_VERSION_CURSORS:
+        return "inserts_and_updates"
+    return "inserts"
+
+
 def choose_cursor(candidates: Sequence[str], requested: str | None) -> str | None:
     """The stream's cursor: the one asked for, else the best update column, else the first."""
     if requested:

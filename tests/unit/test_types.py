@@ -136,3 +136,20 @@ def test_choose_cursor() -> None:
     assert types.choose_cursor(["id", "created_at"], None) == "id"
     assert types.choose_cursor(["id"], "other") == "other"
     assert types.choose_cursor([], None) is None
+
+
+@pytest.mark.parametrize(
+    ("cursor", "captures"),
+    [
+        ("updated_at", "inserts_and_updates"),
+        ("LastUpdated", "inserts_and_updates"),
+        ("xmin", "inserts_and_updates"),  # PostgreSQL's row version moves on every update
+        ("id", "inserts"),
+        ("created_at", "inserts"),
+        (None, None),
+    ],
+)
+def test_incremental_captures_says_whether_updates_are_seen(
+    cursor: str | None, captures: str | None
+) -> None:
+    assert types.incremental_captures(cursor) == captures

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from datasources.models.common import ResponseModel
-from datasources.types import NormalizedType
+from datasources.types import IncrementalCaptures, NormalizedType
 
 
 class ScheduleView(ResponseModel):
@@ -138,6 +138,12 @@ class TableView(ResponseModel):
     row_count_estimate: int | None
     kind: str
     cursor_field: str | None
+    incremental_captures: IncrementalCaptures | None = Field(
+        default=None,
+        description="What an incremental sync on `cursor_field` sees: `inserts_and_updates` "
+        "(an update column, or PostgreSQL's row version `xmin`) or `inserts` only (a key or a "
+        "creation time). Deletes are never seen by an incremental sync; null: no cursor.",
+    )
     readable: bool = Field(
         default=True, description="False when a read is known to fail; `reason` says why"
     )

@@ -25,7 +25,7 @@ from datasources.models.responses import (
     TestConnectionData,
 )
 from datasources.sync.sources import open_source
-from datasources.types import choose_cursor
+from datasources.types import choose_cursor, incremental_captures
 
 if TYPE_CHECKING:
     from datasources.models.connection import ConfigModel
@@ -217,7 +217,8 @@ def get_schema(principal: Principal, workspace_id: str, query: SchemaQuery) -> S
                 cursor_candidates=t.cursor_candidates,
                 row_count_estimate=t.row_count_estimate,
                 kind=t.kind,
-                cursor_field=choose_cursor(t.cursor_candidates, None),
+                cursor_field=(cursor := choose_cursor(t.cursor_candidates, None)),
+                incremental_captures=incremental_captures(cursor),
                 readable=t.readable,
                 reason=t.reason,
             )

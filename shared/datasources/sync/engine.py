@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasources import types
 from datasources.aws import s3, sqs
 from datasources.config import get_settings
 from datasources.connectors.base import Batch, Connector, StreamState
@@ -34,6 +35,7 @@ from datasources.errors import (
     ConnectionFailed,
     DataSourcesError,
     SourceConnectionLost,
+    SourceReadError,
     StorageError,
     StreamUnreadable,
     Throttled,
@@ -148,7 +150,7 @@ def run_job(
                     jobs_dal.record_attempt_error(tenant, unit, _describe(exc))
                     _enqueue(tenant, _stored(tenant, unit), delay=settings.retry_delay_seconds)
                 else:
-                    _fail_unit(tenant, unit, _describe(exc))
+                    _fail_unit(tenant, unit, _describe(exc), stage=_stage(exc))
                 continue
             if outcome.status == "more":
                 _enqueue(tenant, unit)
@@ -177,7 +179,8 @@ def _plan_units(
             if reset_all or table.name in reset_streams:
                 previous = None
             cursor = choose_cursor(table.cursor_candidates, options.cursor_fields.get(table.name))
-            if cursor and cursor not in {c.name for c in table.columns}:
+            names = {c.name for c in table.columns}
+            if cursor and cursor not in names and cursor not in table.cursor_candidates:
                 raise ValidationFailed(
                     f"cursor field '{cursor}' is not a column of stream '{table.name}'"
                 )
@@ -188,6 +191,10 @@ def _plan_units(
             start = None
             if mode == "incremental" and previous and previous.cursor_field == cursor:
                 start = previous.cursor_state
+            if mode == "incremental":
+                notes.extend(
+                    _incremental_notes(connectors.get(source.id), table.name, cursor, start)
+                )
             unit_id = f"u{len(units):05d}"
             units.append(
                 UnitRecord(
@@ -204,6 +211,23 @@ def _plan_units(
                 )
             )
     return units
+
+
+def _incremental_notes(
+    connector: Connector, stream: str, cursor: str | None, start: dict[str, Any] | None
+) -> list[str]:
+    """What an incremental run of the stream leaves out: rows the connector will not
+    read (its `incremental_notes`, where it has them) and updates a cursor cannot see."""
+    notes: list[str] = []
+    if types.incremental_captures(cursor) == "inserts":
+        notes.append(
+            f"only inserts are captured: the cursor '{cursor}' does not change when a row is "
+            "updated, so updated rows are not read again (a full refresh reads them)"
+        )
+    ask = getattr(connector, "incremental_notes", None)
+    if ask is not None:
+        notes.extend(ask(stream, StreamState(cursor_field=cursor, cursor_state=start)))
+    return notes
 
 
 def _select_streams(
@@ -467,13 +491,18 @@ def end_job(tenant: Tenant, job_id: str, *, status: str, error: str | None) -> b
     for unit in jobs_dal.get_units(tenant, job_id):
         if unit.status not in TERMINAL:
             # Open units end as their job did (a job cancelled meanwhile stays cancelled).
-            jobs_dal.end_unit(
-                tenant,
-                unit,
-                status="cancelled" if final == "cancelled" else "failed",
-                error=error if ended else None,
-                finished_at=finished,
-            )
+            status_now = "cancelled" if final == "cancelled" else "failed"
+            if (
+                jobs_dal.end_unit(
+                    tenant,
+                    unit,
+                    status=status_now,
+                    error=error if ended else None,
+                    finished_at=finished,
+                )
+                and status_now == "failed"
+            ):
+                log_stream_failed(unit, stage="job", cause=error or f"the job {final}")
         sweep_unit(tenant, unit)
     if ended:
         _record_last_sync(tenant, job, status, finished, jobs_dal.get_units(tenant, job_id))
@@ -492,9 +521,43 @@ def supersede(tenant: Tenant, job_id: str, holder: str) -> None:
     )
 
 
-def _fail_unit(tenant: Tenant, unit: UnitRecord, error: str) -> None:
-    jobs_dal.end_unit(tenant, unit, status="failed", error=error, finished_at=now_iso())
+def _fail_unit(tenant: Tenant, unit: UnitRecord, error: str, *, stage: str) -> None:
+    if jobs_dal.end_unit(tenant, unit, status="failed", error=error, finished_at=now_iso()):
+        log_stream_failed(unit, stage=stage, cause=error)
     sweep_unit(tenant, unit)
+
+
+def log_stream_failed(unit: UnitRecord, *, stage: str, cause: str) -> None:
+    """The one ERROR line of a stream that ended failed: a failed job is found in the log
+    by its id, and each failed stream by source and stream, with where and why.
+
+    `cause` is the job's own error text (a DataSourcesError message, which connectors
+    sanitize, or an exception's kind): the same text the status endpoint shows.
+    """
+    logger.error(
+        "sync stream failed",
+        extra={
+            "job_id": unit.job_id,
+            "source_id": unit.source_id,
+            "stream": unit.stream,
+            "stage": stage,
+            "cause": cause,
+        },
+    )
+
+
+def _stage(exc: BaseException) -> str:
+    """Where a unit failed: a connector's own stage, else the kind of step."""
+    stage = getattr(exc, "stage", None)
+    if stage:
+        return str(stage)
+    if isinstance(exc, SourceReadError):
+        return "read"
+    if isinstance(exc, StorageError):
+        return "write"
+    if isinstance(exc, ValidationFailed):
+        return "validate"
+    return "sync"
 
 
 def _stored(tenant: Tenant, unit: UnitRecord) -> UnitRecord:
@@ -618,7 +681,7 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
             return
         if isinstance(exc, StreamUnreadable):
             # A lasting condition of this stream: another attempt would meet it again.
-            _fail_unit(tenant, stored, error)
+            _fail_unit(tenant, stored, error, stage=_stage(exc))
             _finish_job_if_done(tenant, job.job_id)
             return
         if stored.seq > started_seq:
@@ -628,7 +691,12 @@ def handle_message(body: str, receive_count: int, remaining_ms: RemainingMillis)
             _enqueue(tenant, stored, delay=retry_delay(1))
             return
         if receive_count >= settings.max_receives:
-            _fail_unit(tenant, stored, f"{error} (gave up after {receive_count} attempts)")
+            _fail_unit(
+                tenant,
+                stored,
+                f"{error} (gave up after {receive_count} attempts)",
+                stage=_stage(exc),
+            )
             _finish_job_if_done(tenant, job.job_id)
             _dead_letter(body)
             return

@@ -1,6 +1,14 @@
 """What the SQL engines share, with no driver import: the check/discover/read skeleton
 (`SqlConnector`), the read plan (keyset resumption on `(cursor, primary key)` with an
-upper bound fixed at the start of a run) and the include/exclude table filters. Each
+upper bound fixed at the start of a run) and the include/exclude table filters.
+
+No row is dropped by cursor semantics: a first incremental run reads the rows whose
+cursor is NULL in a phase of their own (keyed by the primary key, resumable like the
+rest), before the rows with a value. Later incremental runs read rows whose cursor is
+past the committed one, so they do not read NULL-cursor rows again: `incremental_notes`
+counts them into the job's notes, and a full refresh reads them. An engine may offer a
+row-version pseudo-column as a cursor (PostgreSQL's `xmin`): it sees updates, and is
+read in primary-key order with a filter the engine spells (`ReadPlan.row_version`). Each
 engine module (postgres, mysql) subclasses `SqlConnector` and imports its own driver;
 `factory` picks the engine. The type tables and caveats are in docs/database-types.md.
 """
@@ -39,6 +47,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 TOKEN_VERSION = 1
+# Read phases of an incremental run: NULL-cursor rows by primary key, then the rest.
+PHASE_NULLS = "nulls"
+PHASE_VALUES = "values"
 
 
 def name_matches(patterns: Sequence[str], stream: str, table: str) -> bool:
@@ -96,6 +107,13 @@ class ReadPlan:
     lower: dict[str, Any] | None = None  # committed {"value", "pk"} from the previous run
     after: list[Any] | None = None  # typed key values to start strictly after
     offset: int = 0
+    # PHASE_NULLS: rows whose cursor is NULL, keyset on the primary key alone.
+    phase: str = PHASE_VALUES
+    # Offset mode of a first run: NULL cursors first, then the values up to `upper`.
+    include_nulls: bool = False
+    # The cursor is the engine's row version (`row_version_cursor`): keyset on the
+    # primary key; `lower`/`upper` are the engine's transaction positions.
+    row_version: bool = False
 
     @property
     def key_names(self) -> list[str]:
@@ -113,6 +131,9 @@ class SqlConnector(ABC):
     engine: str = ""
     # The driver's exception types: converted to SourceReadError while reading.
     driver_errors: tuple[type[Exception], ...] = (OSError,)
+    # A pseudo-column whose value changes on every insert and update (PostgreSQL's
+    # xmin), offered as a cursor of tables without an update column; None: no such thing.
+    row_version_cursor: str | None = None
 
     def __init__(self, config: DatabaseConfig, context: ConnectorContext) -> None:
         self.config = config
@@ -137,6 +158,19 @@ class SqlConnector(ABC):
     @abstractmethod
     def _max_cursor(self, meta: StreamMeta, cursor: Column) -> Any:
         """SELECT max(cursor): the run's upper bound (a typed value or None)."""
+
+    def _row_version_position(self) -> Any:
+        """The engine's transaction position at the start of a run (row-version cursors)."""
+        raise NotImplementedError
+
+    def _row_version_reread(self, plan: ReadPlan) -> bool:
+        """Whether a row-version read cannot select the rows changed since `plan.lower`
+        (too many transactions since: wraparound) and must read every row."""
+        return False
+
+    def _count_null_cursor(self, meta: StreamMeta, cursor: Column) -> int:
+        """How many rows of the stream have a NULL cursor now."""
+        raise NotImplementedError
 
     @abstractmethod
     def _stream_rows(
@@ -224,8 +258,12 @@ class SqlConnector(ABC):
     def _plan(self, meta: StreamMeta, state: StreamState) -> ReadPlan:
         columns = {c.name: c for c in meta.table.columns}
         cursor: Column | None = None
+        row_version = False
         if state.cursor_field:
             cursor = columns.get(state.cursor_field)
+            if cursor is None and state.cursor_field in meta.table.cursor_candidates:
+                cursor = self._row_version_column(meta)
+                row_version = cursor is not None
             if cursor is None:
                 raise SourceReadError(
                     f"cursor column '{state.cursor_field}' does not exist in stream "
@@ -233,12 +271,29 @@ class SqlConnector(ABC):
                 )
         pk = [columns[name] for name in meta.table.primary_key if name in columns]
         # Incremental order is (cursor, pk...): ties on the cursor are broken by the key.
-        key = [cursor, *[c for c in pk if c.name != cursor.name]] if cursor is not None else pk
+        # A row version does not order rows: it only selects them, read by primary key.
+        key = (
+            [cursor, *[c for c in pk if c.name != cursor.name]]
+            if cursor is not None and not row_version
+            else pk
+        )
         mode = "keyset" if pk else "offset"
-        plan = ReadPlan(mode=mode, cursor=cursor, key=key)
+        plan = ReadPlan(mode=mode, cursor=cursor, key=key, row_version=row_version)
         token = state.resume_token
         if token is None:
             plan.lower = state.cursor_state if cursor is not None else None
+            if row_version:
+                plan.upper = self._guarded(meta.table.name, self._row_version_position)
+                plan.upper_json = plan.upper
+                if plan.lower is not None and self._row_version_reread(plan):
+                    plan.lower = None  # the job's notes say why (incremental_notes)
+                return plan
+            if cursor is not None and plan.lower is None:
+                # A first run: NULL cursors are read too (a later one commits a state).
+                if mode == "keyset" and cursor.nullable:
+                    plan.phase = PHASE_NULLS
+                    plan.key = pk
+                plan.include_nulls = mode == "offset" and cursor.nullable
             if plan.lower is not None and mode == "keyset":
                 plan.after = self._after_from_state(plan, plan.lower)
             if cursor is not None:
@@ -251,6 +306,9 @@ class SqlConnector(ABC):
                 f"the saved position of stream '{meta.table.name}' does not match the table any "
                 "more (its primary key changed?); reset the stream's state and sync again"
             )
+        phase = token.get("phase") or PHASE_VALUES
+        if phase == PHASE_NULLS:
+            key = pk
         if token.get("cursor") != (cursor.name if cursor else None) or token.get("key") != [
             c.name for c in key
         ]:
@@ -258,18 +316,69 @@ class SqlConnector(ABC):
                 f"the saved position of stream '{meta.table.name}' was made with another cursor "
                 "or primary key; reset the stream's state and sync again"
             )
+        plan.key = key
+        plan.phase = phase
+        plan.include_nulls = bool(token.get("include_nulls"))
         plan.lower = token.get("lower")
         plan.upper_json = token.get("upper")
-        if cursor is not None:
+        if row_version:
+            plan.upper = plan.upper_json
+        elif cursor is not None:
             plan.upper = from_jsonable(plan.upper_json, cursor)
         last = token.get("last")
         if mode == "keyset":
             if last is not None:
                 plan.after = [from_jsonable(v, c) for v, c in zip(last, key, strict=True)]
-            elif plan.lower is not None:
+            elif plan.lower is not None and not row_version:
                 plan.after = self._after_from_state(plan, plan.lower)
         plan.offset = int(token.get("offset") or 0)
         return plan
+
+    def _row_version_column(self, meta: StreamMeta) -> Column | None:
+        """The row-version pseudo-column, when the engine offers it for this table."""
+        name = self.row_version_cursor
+        if name is None or name not in meta.table.cursor_candidates:
+            return None
+        return Column(name=name, type="integer", native_type=name, nullable=False)
+
+    def incremental_notes(self, stream: str, state: StreamState) -> list[str]:
+        """What an incremental run from `state` will deliberately not read, and why.
+
+        Asked by the engine when it plans the run: rows whose cursor is NULL are read
+        by a first run only, and a row-version read past the engine's horizon reads
+        every row again.
+        """
+        if not state.cursor_field:
+            return []
+        meta = self._guarded(stream, lambda: self._lookup(stream))
+        if meta is None:
+            return []
+        columns = {c.name: c for c in meta.table.columns}
+        cursor = columns.get(state.cursor_field)
+        if cursor is None:
+            pseudo = self._row_version_column(meta)
+            if pseudo is None or pseudo.name != state.cursor_field or state.cursor_state is None:
+                return []
+            plan = ReadPlan(mode="keyset", cursor=pseudo, key=[], row_version=True)
+            plan.lower = state.cursor_state
+            plan.upper = self._guarded(stream, self._row_version_position)
+            if self._row_version_reread(plan):
+                return [
+                    f"the last sync's row-version ('{pseudo.name}') position is 2^31 or more "
+                    "transactions behind the server (wraparound) or ahead of it (another "
+                    "cluster): it cannot tell which rows changed, so every row is read again"
+                ]
+            return []
+        if not cursor.nullable or state.cursor_state is None:
+            # A first run reads them (no count: planning runs inside POST /sync's time).
+            return []
+        nulls = int(self._guarded(stream, lambda: self._count_null_cursor(meta, cursor)))
+        if not nulls:
+            return []
+        return [
+            f"{nulls} row(s) with a NULL '{cursor.name}' were not read: an incremental run "
+            "reads rows whose cursor is past the last sync's; a full refresh reads them"
+        ]
 
     @staticmethod
     def _after_from_state(plan: ReadPlan, committed: dict[str, Any]) -> list[Any] | None:
@@ -296,6 +405,8 @@ class SqlConnector(ABC):
             "lower": plan.lower,
             "last": last,
             "offset": plan.offset,
+            "phase": plan.phase,
+            "include_nulls": plan.include_nulls,
         }
 
     def _batches(
@@ -304,50 +415,36 @@ class SqlConnector(ABC):
         columns = meta.table.columns
         schema = arrow_schema(columns)
         index = {c.name: i for i, c in enumerate(columns)}
-        key_idx = [index[c.name] for c in plan.key]
-        cursor_idx = index[plan.cursor.name] if plan.cursor is not None else None
         cursor_state = state.cursor_state if plan.cursor is not None else None
+        if plan.cursor is not None and cursor_state is None:
+            # Committed even when no row has a cursor value yet, so that the next run
+            # is not a first run (which would read the NULL-cursor rows again).
+            cursor_state = {"value": None, "pk": []}
+        if plan.row_version:
+            # Rows changed after this run's start are read by the next run.
+            cursor_state = {"value": plan.upper_json, "pk": []}
         last_json: list[Any] | None = None
         if state.resume_token is not None:
             last_json = state.resume_token.get("last")
         produced = 0
-        nothing_to_read = plan.cursor is not None and plan.upper is None
-        if not nothing_to_read:
-            source: Generator[Any, None, None] | None = self._guarded(
-                stream, lambda: self._stream_arrow(meta, plan, batch_size)
+        while True:
+            key_idx = [index[c.name] for c in plan.key]
+            cursor_idx = (
+                index[plan.cursor.name]
+                if plan.cursor is not None and plan.phase == PHASE_VALUES and not plan.row_version
+                else None
             )
-            fast = source is not None
-            if source is None:
-                source = self._stream_rows(meta, plan, batch_size)
-            try:
-                while True:
-                    try:
-                        item = next(source, None)
-                    except FastPathUnavailable:
-                        # Go on with the row path from the last batch yielded.
-                        source.close()
-                        source = self._stream_rows(meta, plan, batch_size)
-                        fast = False
-                        continue
-                    except (ConnectionFailed, SourceReadError, ValidationFailed):
-                        raise
-                    except self.driver_errors as exc:
-                        raise self._read_error(exc, stream) from None
-                    if item is None:
-                        break
-                    if fast:
-                        records: pa.Table = item
-                        notes: list[str] = []
-                        count = records.num_rows
-                        if not count:
-                            break
-                        last_row: Any = _last_row(records, key_idx, cursor_idx)
-                    else:
-                        if not item:
-                            break
-                        records, notes = rows_to_arrow(schema, columns, item)
-                        count = len(item)
-                        last_row = item[-1]
+            nothing_to_read = (
+                plan.cursor is not None
+                and plan.upper is None
+                and plan.phase == PHASE_VALUES
+                and not plan.include_nulls
+                and not plan.row_version
+            )
+            if not nothing_to_read:
+                for records, notes, count, last_row in self._phase_rows(
+                    meta, plan, schema, key_idx, cursor_idx, batch_size, stream
+                ):
                     plan.offset += count
                     if key_idx:
                         last_json = [
@@ -372,13 +469,15 @@ class SqlConnector(ABC):
                         cursor_state=cursor_state,
                         notes=notes,
                     )
-            finally:
-                # Closing the row generator now (not at garbage collection) ends the
-                # server-side cursor / unbuffered result / COPY when the caller stops early.
-                try:
-                    source.close()
-                except self.driver_errors:
-                    self.close()
+            if plan.phase != PHASE_NULLS:
+                break
+            # The NULL-cursor rows are all read: on to the rows with a value, from the start.
+            assert plan.cursor is not None
+            plan.phase = PHASE_VALUES
+            plan.key = [plan.cursor, *plan.key]
+            plan.after = None
+            plan.offset = 0
+            last_json = None
         if produced == 0:
             # One empty batch so the engine learns the schema and that the stream is done.
             records, _ = rows_to_arrow(schema, columns, [])
@@ -390,6 +489,62 @@ class SqlConnector(ABC):
                 if plan.cursor is None
                 else ["no new rows since last sync"],
             )
+
+    def _phase_rows(
+        self,
+        meta: StreamMeta,
+        plan: ReadPlan,
+        schema: pa.Schema,
+        key_idx: list[int],
+        cursor_idx: int | None,
+        batch_size: int,
+        stream: str,
+    ) -> Iterator[tuple[pa.Table, list[str], int, Any]]:
+        """(records, notes, row count, last row) of each batch of the plan's current phase."""
+        columns = meta.table.columns
+        source: Generator[Any, None, None] | None = self._guarded(
+            stream, lambda: self._stream_arrow(meta, plan, batch_size)
+        )
+        fast = source is not None
+        if source is None:
+            source = self._stream_rows(meta, plan, batch_size)
+        try:
+            while True:
+                try:
+                    item = next(source, None)
+                except FastPathUnavailable:
+                    # Go on with the row path from the last batch yielded.
+                    source.close()
+                    source = self._stream_rows(meta, plan, batch_size)
+                    fast = False
+                    continue
+                except (ConnectionFailed, SourceReadError, ValidationFailed):
+                    raise
+                except self.driver_errors as exc:
+                    raise self._read_error(exc, stream) from None
+                if item is None:
+                    break
+                if fast:
+                    records: pa.Table = item
+                    notes: list[str] = []
+                    count = records.num_rows
+                    if not count:
+                        break
+                    last_row: Any = _last_row(records, key_idx, cursor_idx)
+                else:
+                    if not item:
+                        break
+                    records, notes = rows_to_arrow(schema, columns, item)
+                    count = len(item)
+                    last_row = item[-1]
+                yield records, notes, count, last_row
+        finally:
+            # Closing the row generator now (not at garbage collection) ends the
+            # server-side cursor / unbuffered result / COPY when the caller stops early.
+            try:
+                source.close()
+            except self.driver_errors:
+                self.close()
 
 
 def _last_row(table: pa.Table, key_idx: Sequence[int], cursor_idx: int | None) -> dict[int, Any]:

@@ -23,6 +23,7 @@ from pymysql.constants import CLIENT
 
 from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
 from datasources.connectors.sql.base import (
+    PHASE_NULLS,
     ReadPlan,
     SqlConnector,
     StreamMeta,
@@ -585,6 +586,16 @@ class MySqlConnector(SqlConnector):
     def _relation(meta: StreamMeta) -> str:
         return f"{_ident(meta.schema_name)}.{_ident(meta.table_name)}"
 
+    def _count_null_cursor(self, meta: StreamMeta, cursor: Column) -> int:
+        conn = self._connection()
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT COUNT(*) FROM {self._relation(meta)} WHERE {_ident(cursor.name)} IS NULL",
+                (),
+            )
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
     def _max_cursor(self, meta: StreamMeta, cursor: Column) -> Any:
         conn = self._connection()
         with conn.cursor() as cur:
@@ -617,7 +628,14 @@ class MySqlConnector(SqlConnector):
         select = select or ", ".join(_ident(c.name) for c in meta.table.columns)
         where: list[str] = []
         params: list[Any] = []
-        if plan.cursor is not None:
+        if plan.cursor is not None and plan.phase == PHASE_NULLS:
+            where.append(f"{_ident(plan.cursor.name)} IS NULL")
+        elif plan.cursor is not None and plan.include_nulls:
+            # ASC puts NULL first here, so the last row read holds the highest value.
+            col = _ident(plan.cursor.name)
+            where.append(f"({col} IS NULL OR {col} <= %s)")
+            params.append(plan.upper)
+        elif plan.cursor is not None:
             col = _ident(plan.cursor.name)
             where.append(f"{col} IS NOT NULL AND {col} <= %s")
             params.append(plan.upper)

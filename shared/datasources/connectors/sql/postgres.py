@@ -23,6 +23,7 @@ from psycopg import pq, sql
 
 from datasources.connectors.base import Column, ConnectorContext, NormalizedType, Table
 from datasources.connectors.sql.base import (
+    PHASE_NULLS,
     ReadPlan,
     SqlConnector,
     StreamMeta,
@@ -37,6 +38,7 @@ from datasources.connectors.sql.values import (
 )
 from datasources.errors import ConnectionFailed
 from datasources.models.connection import DatabaseConfig
+from datasources.types import is_update_cursor_name
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -73,6 +75,12 @@ _SYSTEM_SCHEMA_FILTER = (
 )
 _RELKINDS = "('r', 'p', 'v', 'm', 'f')"
 _KINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized_view", "f": "foreign_table"}
+# Relations whose rows carry xmin as written by their own transactions.
+_ROW_VERSION_KINDS = ("r", "p")
+# age() compares 32-bit transaction ids modulo 2^32: a distance from the last run at or
+# past 2^31 cannot be told from one in the future. The margin covers the transactions
+# that start while a run (possibly chained over many invocations) is reading.
+_XMIN_MAX_DISTANCE = 2**31 - 2**26
 
 
 def normalize_pg_type(base_typname: str, typcategory: str) -> NormalizedType:
@@ -227,6 +235,7 @@ class PostgresConnector(SqlConnector):
 
     engine = "postgresql"
     driver_errors = (psycopg.Error, OSError)
+    row_version_cursor = "xmin"
 
     def __init__(self, config: DatabaseConfig, context: ConnectorContext) -> None:
         super().__init__(config, context)
@@ -519,11 +528,16 @@ class PostgresConnector(SqlConnector):
                     "the materialized view has not been populated: "
                     f"{self._remedy('not_ready', name, 'materialized view')}"
                 )
+            candidates = cursor_candidates(cols, pk)
+            if kind in _ROW_VERSION_KINDS and not any(map(is_update_cursor_name, candidates)):
+                # No column says "updated": the row version sees updates where a key
+                # or a creation time sees inserts only. (No user column is named xmin.)
+                candidates = ["xmin", *candidates]
             table = Table(
                 name=name,
                 columns=cols,
                 primary_key=pk,
-                cursor_candidates=cursor_candidates(cols, pk),
+                cursor_candidates=candidates,
                 row_count_estimate=estimate,
                 kind=_KINDS.get(kind, "table"),
                 readable=reason is None,
@@ -601,6 +615,39 @@ class PostgresConnector(SqlConnector):
             row = cur.fetchone()
         return row[0] if row else None
 
+    def _row_version_position(self) -> int:
+        """The oldest transaction still running now, as a 64-bit position (epoch included).
+
+        Every transaction before it has ended, so the rows it wrote are visible to this
+        run; the next run selects the rows written from this position on.
+        """
+        conn = self._connection()
+        function = (
+            "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+            if conn.info.server_version >= 130000
+            else "txid_snapshot_xmin(txid_current_snapshot())"
+        )
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT {function}", ())
+            row = cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _row_version_reread(self, plan: ReadPlan) -> bool:
+        lower = (plan.lower or {}).get("value")
+        # A position ahead of now: the state came from another cluster (a restore).
+        return lower is None or not 0 <= int(plan.upper) - int(lower) < _XMIN_MAX_DISTANCE
+
+    def _count_null_cursor(self, meta: StreamMeta, cursor: Column) -> int:
+        conn = self._connection()
+        query = sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
+            self._relation(meta), _ident(cursor.name)
+        )
+        with conn.cursor() as cur:
+            cur.execute(query, ())
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
     def _query(
         self, meta: StreamMeta, plan: ReadPlan, exprs: list[sql.Composable] | None = None
     ) -> tuple[sql.Composed, list[Any]]:
@@ -609,15 +656,30 @@ class PostgresConnector(SqlConnector):
         where: list[sql.Composable] = []
         params: list[Any] = []
         cursor = plan.cursor
-        if cursor is not None:
+        lower = plan.lower.get("value") if plan.row_version and plan.lower else None
+        if lower is not None:
+            # Rows written by the transactions from the last run's position on, by their
+            # distance from now: xid has no order, age() is modulo 2^32 (see
+            # _XMIN_MAX_DISTANCE). Transactions still open then are read again.
+            where.append(sql.SQL("age(t.xmin) <= age(%s::text::xid)"))
+            params.append(str(int(lower) % 2**32))
+        elif plan.row_version:
+            pass  # a first run or a re-read: every row
+        elif cursor is not None and plan.phase == PHASE_NULLS:
+            where.append(sql.SQL("{} IS NULL").format(sql.SQL("t.") + _ident(cursor.name)))
+        elif cursor is not None and plan.include_nulls:
+            ident = sql.SQL("t.") + _ident(cursor.name)
+            where.append(sql.SQL("({} IS NULL OR {} <= %s)").format(ident, ident))
+            params.append(plan.upper)
+        elif cursor is not None:
             ident = sql.SQL("t.") + _ident(cursor.name)
             where.append(sql.SQL("{} IS NOT NULL AND {} <= %s").format(ident, ident))
             params.append(plan.upper)
             if plan.mode == "offset":
-                lower = plan.lower_cursor_value()
-                if lower is not None:
+                after = plan.lower_cursor_value()
+                if after is not None:
                     where.append(sql.SQL("{} > %s").format(ident))
-                    params.append(lower)
+                    params.append(after)
         if plan.mode == "keyset" and plan.after:
             # Row comparison: PostgreSQL turns it into one index range scan on the key.
             key_cols = [sql.SQL("t.") + _ident(c.name) for c in plan.key[: len(plan.after)]]
@@ -628,7 +690,10 @@ class PostgresConnector(SqlConnector):
                 )
             )
             params.extend(plan.after)
-        order = [sql.SQL("t.") + _ident(c.name) for c in plan.key]
+        order: list[sql.Composable] = [sql.SQL("t.") + _ident(c.name) for c in plan.key]
+        if plan.include_nulls and order:
+            # NULL cursors first, so the last row read holds the highest value.
+            order[0] = order[0] + sql.SQL(" NULLS FIRST")
         query = sql.SQL("SELECT {} FROM {} AS t").format(
             sql.SQL(", ").join(exprs), self._relation(meta)
         )
