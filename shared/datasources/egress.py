@@ -45,6 +45,7 @@ hold a signature or a key).
 
 from __future__ import annotations
 
+import functools
 import ssl
 import threading
 import time
@@ -142,6 +143,13 @@ class _GuardedBackend(httpcore.SyncBackend):
         self._watchdogs.clear()
 
 
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds; one context serves every client
+    # (an SSLContext is safe to share between connections and threads).
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class _GuardedTransport(httpx.HTTPTransport):
     """httpx's own transport with the pool's network backend replaced by the guarded one.
 
@@ -155,11 +163,12 @@ class _GuardedTransport(httpx.HTTPTransport):
         limits: httpx.Limits,
         ssl_context: ssl.SSLContext | None,
     ) -> None:
-        super().__init__(limits=limits, trust_env=False)
+        context = ssl_context or _default_ssl_context()
+        super().__init__(verify=context, limits=limits, trust_env=False)
         self._pool.close()
         self.backend = backend
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
