@@ -6,16 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
+from datasources.connectors.api.detector import AutoPaginator, PagingError, detect, paginator_for
 from datasources.connectors.api.paginators import (
-    AutoPaginator,
     CursorPaginator,
     LinkHeaderPaginator,
     NextUrlPaginator,
     OffsetPaginator,
     PageNumberPaginator,
     PageView,
-    paginator_for,
+    total_signal,
 )
 from datasources.models.connection import Pagination
 
@@ -108,3 +109,54 @@ def test_auto_detects_from_the_first_page_and_the_token_keeps_the_decision() -> 
     single = paginator_for(Pagination())
     assert single.next_pos({}, view([{"id": 1}])) is None
     assert single.state()["mode"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "expected"),
+    [
+        ({"X-Total-Count": "3503"}, [], ("X-Total-Count header", 3503, None)),
+        ({"X-Total": "12"}, [], ("X-Total header", 12, None)),
+        ({"Content-Range": "items 0-99/3503"}, [], ("Content-Range header", 3503, None)),
+        ({"Content-Range": "0-99/250"}, [], ("Content-Range header", 250, None)),
+        ({"Content-Range": "items 0-99/*"}, [], None),
+        (
+            {},
+            {"data": [], "meta": {"pagination": {"total": 9}}},
+            ("'meta.pagination.total' in the body", 9, None),
+        ),
+        ({}, {"items": [], "total_pages": 4}, ("'total_pages' in the body", None, 4)),
+        ({}, {"items": [], "total": True}, None),
+        ({}, [1, 2], None),
+    ],
+)
+def test_totals_are_read_from_headers_then_the_body(
+    headers: dict[str, str], body: Any, expected: tuple[str, int | None, int | None] | None
+) -> None:
+    total = total_signal(view(body, headers=headers))
+    if expected is None:
+        assert total is None
+    else:
+        assert total is not None and (total.signal, total.records, total.pages) == expected
+
+
+def test_detection_prefers_links_then_url_parameters_then_body_echoes() -> None:
+    linked = view([], headers={"Link": '</p2>; rel="next"', "X-Total-Count": "50"})
+    assert isinstance(detect(Pagination(), linked), LinkHeaderPaginator)
+    in_url = detect(
+        Pagination(),
+        view(
+            [],
+            headers={"X-Total-Count": "50"},
+            url=URL.copy_merge_params({"_page": 1, "_limit": 2}),
+        ),
+    )
+    assert isinstance(in_url, PageNumberPaginator)
+    assert in_url.pagination.page_param == "_page" and in_url.state()["mode"] == "page"
+    echoed = detect(
+        Pagination(), view({"data": [], "meta": {"pagination": {"skip": 0, "take": 2, "total": 9}}})
+    )
+    assert isinstance(echoed, OffsetPaginator)
+    assert (echoed.pagination.offset_param, echoed.pagination.limit_param) == ("skip", "take")
+    with pytest.raises(PagingError, match=r"50 records \(X-Total-Count header\)"):
+        detect(Pagination(), view([], headers={"X-Total-Count": "50"}))
+    assert detect(Pagination(), view({"data": [], "total": 2})).state()["mode"] == "none"

@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
+from datasources.connectors.api.records import parse as parse_json
 from datasources.connectors.api.retry import RetryPolicy
 from datasources.connectors.base import ConnectorContext
 from datasources.egress import BodyTooLarge, Fetched, GuardedClient, same_origin
@@ -192,7 +193,7 @@ class ApiClient:
             message = f"the API answered HTTP {status} for {where}"
         return ApiFailure(message + (f": {hint}" if hint else ""), stage="http", status=status)
 
-    def json(self, response: Fetched, *, parse: Callable[[bytes], Any] = json.loads) -> Any:
+    def json(self, response: Fetched) -> Any:
         """The parsed body; a clear failure for HTML, invalid or oversized JSON."""
         content_type = response.headers.get("content-type", "")
         where = self.safe_url(response.url)
@@ -209,7 +210,7 @@ class ApiClient:
         except LimitExceeded as exc:
             raise ApiFailure(str(exc), stage="read") from None
         try:
-            return parse(response.body)
+            return parse_json(response.body)
         except ValueError:
             raise ApiFailure(
                 f"the response from {where} is not valid JSON (HTTP {response.status}, "

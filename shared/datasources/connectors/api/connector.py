@@ -1,7 +1,7 @@
 """The `api` connector: pages through HTTP JSON API resources and yields typed batches.
 
 Its collaborators: `client` (egress, auth, redaction, retries, JSON), `paginators`
-(one class per pagination kind, and the `auto` detector), `records` (the list of
+(one class per pagination kind), `detector` (what `auto` decides), `records` (the list of
 records in a body), `typing` (column inference and Arrow), `retry` (the backoff
 policy).
 
@@ -17,7 +17,7 @@ Loop guards
 Resume token (after each batch)
     `pos` is the request of the page holding the next record (see `paginators`), `skip`
     how many of that page's records were already emitted; plus the pages fetched, the
-    pagination decision of `auto` (`mode`, `next_path`), the records key, the column
+    pagination decision of `auto` (`mode`, `next_path`, `paging`), the records key, the column
     types and the incremental bounds. `{"done": true}` after the last batch. Resuming
     re-requests that page and skips `skip` records, so nothing is lost or doubled as
     long as the API serves the same page again.
@@ -51,7 +51,8 @@ from urllib.parse import urlsplit
 
 from datasources.connectors.api import typing as api_typing
 from datasources.connectors.api.client import ApiClient, ApiFailure
-from datasources.connectors.api.paginators import PageView, Paginator, describe, paginator_for
+from datasources.connectors.api.detector import PagingError, paginator_for
+from datasources.connectors.api.paginators import PageView, Paginator, describe
 from datasources.connectors.api.records import RecordsError, dumps, find_records
 from datasources.connectors.api.retry import DISCOVER_BUDGET_SECONDS
 from datasources.connectors.base import (
@@ -183,7 +184,9 @@ class ApiConnector:
         for resource in self._resources():
             run = _Run.start(resource, None)
             try:
-                page = self._fetch_page(run, run.paginator.first(), retry_budget=budget)
+                page = self._fetch_page(
+                    run, run.paginator.first(), retry_budget=budget, strict=False
+                )
             except ApiFailure as failure:
                 failure.message = f"resource '{resource.name}': {failure.message}"
                 raise self._client.connection_failed(failure) from None
@@ -250,7 +253,7 @@ class ApiConnector:
             if run.columns is None and records:
                 # The run's schema comes from its first page, as discover's does; the
                 # token carries it so continuations in other invocations keep it.
-                run.columns = {c.name: c.type for c in api_typing.infer_columns(records)}
+                run.columns = api_typing.infer_kinds(records)
             next_pos = page.next_pos
             if run.paginator.positional:
                 if records:
@@ -300,7 +303,10 @@ class ApiConnector:
     ) -> Batch:
         if run.columns is None:
             run.columns = {}
-        notes = run.notes + api_typing.widen(run.columns, records)
+        try:
+            notes = run.notes + api_typing.widen(run.columns, records)
+        except api_typing.DecimalMismatch as exc:
+            raise ApiFailure(str(exc), stage="read") from None
         run.notes = []
         table = api_typing.to_arrow(run.columns, records)
         cursor_state = None
@@ -315,7 +321,11 @@ class ApiConnector:
             notes=notes,
         )
 
-    def _fetch_page(self, run: _Run, pos: dict[str, Any], *, retry_budget: float) -> _Page:
+    def _fetch_page(
+        self, run: _Run, pos: dict[str, Any], *, retry_budget: float, strict: bool = True
+    ) -> _Page:
+        """One page and the position after it. Not `strict` (discover's sample), a page
+        whose paging cannot be found counts as one with more to come."""
         pagination = run.resource.pagination
         if run.pages >= pagination.max_pages:
             raise ApiFailure(
@@ -337,7 +347,16 @@ class ApiConnector:
             url=response.url,
             follow=lambda target: self._client.follow_url(response.url, target),
         )
-        return _Page(records, run.paginator.next_pos(pos, view), response)
+        try:
+            next_pos = run.paginator.next_pos(pos, view)
+        except PagingError as exc:
+            if strict:
+                raise ApiFailure(str(exc), stage="read") from None
+            next_pos = {}
+        name = run.resource.name
+        run.notes.extend(f"resource '{name}': {note}" for note in run.paginator.notes)
+        run.paginator.notes.clear()
+        return _Page(records, next_pos, response)
 
     def _page_request(self, run: _Run, pos: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         resource = run.resource

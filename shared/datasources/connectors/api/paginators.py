@@ -1,23 +1,22 @@
-"""Pagination of API resources: one class per kind, and the detector behind `auto`.
+"""Pagination of API resources: one class per kind, and the totals responses announce.
 
 A position (`pos`) names the request of one page: `{"page": n}`, `{"offset": n}`,
 `{"cursor": t}`, `{"url": u}` or `{}` for the resource's first request. It is what the
 resume token keeps, so each paginator owns how a position becomes a request
 (`request`), which position follows a page (`next_pos`) and what else it must remember
-across invocations (`state`, restored by `paginator_for`).
+across invocations (`state`, restored by `detector.paginator_for`).
 
 Kinds (`pagination.kind`): `none`, `page`, `offset`, `cursor`, `link_header`,
-`next_url`, and `auto` (the default): after the first page, follow a
-`Link: <...>; rel="next"` header if there is one, else an obvious next URL in the body
-(`next`, `next_url`, `next_page_url`, `links.next`, `links.next.href`,
-`_links.next.href`, `paging.next`, `pagination.next`, `meta.next`, `@odata.nextLink`,
-...: a string that is an http(s) URL or starts with `/` or `?`), else stop after one
-page. Next URLs are followed as given (they carry the API's own filter parameters);
-only credentials are re-added, by the client.
+`next_url`, and `auto` (the default), which the first page decides (`detector`):
+a Link header, a next URL in the body (`NEXT_URL_PATHS`), page/offset parameters in
+the URL or the body paged up to the announced total (`total_signal`), a single page,
+or a refusal to guess. Next URLs are followed as given (they carry the API's own
+filter parameters); only credentials are re-added, by the client.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +66,60 @@ CURSOR_PATHS = (
 
 Pos = dict[str, Any]
 
+# Where a body says how many records or pages the whole resource has.
+TOTAL_RECORD_PATHS = (
+    "total",
+    "total_count",
+    "totalCount",
+    "total_results",
+    "totalResults",
+    "total_items",
+    "totalItems",
+    "count",
+    "meta.total",
+    "meta.total_count",
+    "meta.totalCount",
+    "meta.pagination.total",
+    "meta.pagination.total_count",
+    "pagination.total",
+    "pagination.total_count",
+    "pagination.totalItems",
+)
+TOTAL_PAGE_PATHS = (
+    "total_pages",
+    "totalPages",
+    "page_count",
+    "pageCount",
+    "last_page",
+    "meta.total_pages",
+    "meta.last_page",
+    "meta.pagination.total_pages",
+    "meta.pagination.pageCount",
+    "pagination.total_pages",
+    "pagination.totalPages",
+)
+_CONTENT_RANGE = re.compile(r"^\s*(?:[A-Za-z-]+\s+)?(?:\d+-\d+|\*)\s*/\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many records or pages a response says the resource has, and where it said so."""
+
+    signal: str  # e.g. "X-Total-Count header", "'meta.pagination.total' in the body"
+    records: int | None = None
+    pages: int | None = None
+
+    def more_than(self, returned: int) -> bool:
+        """Whether the resource holds more than a first page of `returned` records."""
+        if self.records is not None:
+            return self.records > returned
+        return self.pages is not None and self.pages > 1
+
+    def describe(self) -> str:
+        if self.records is not None:
+            return f"{self.records} records"
+        return f"{self.pages} pages"
+
 
 @dataclass
 class PageView:
@@ -80,10 +133,40 @@ class PageView:
     follow: Callable[[str], str]  # a next link, resolved, checked, credentials stripped
 
 
+def _count(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def total_signal(page: PageView) -> Total | None:
+    """The total a response announces: `X-Total-Count`/`X-Total` or `Content-Range`
+    headers, else a count of records or pages in the body."""
+    for header in ("X-Total-Count", "X-Total"):
+        text = page.headers.get(header, "").strip()
+        if text.isdigit():
+            return Total(f"{header} header", records=int(text))
+    matched = _CONTENT_RANGE.match(page.headers.get("Content-Range", ""))
+    if matched:
+        return Total("Content-Range header", records=int(matched.group(1)))
+    if isinstance(page.body, dict):
+        for path in TOTAL_RECORD_PATHS:
+            count = _count(lookup(page.body, path))
+            if count is not None:
+                return Total(f"'{path}' in the body", records=count)
+        for path in TOTAL_PAGE_PATHS:
+            count = _count(lookup(page.body, path))
+            if count is not None:
+                return Total(f"'{path}' in the body", pages=count)
+    return None
+
+
 class Paginator:
     """No pagination: the first page is the whole resource (`kind: none`)."""
 
     kind = "none"
+    # Sentences for the job notes, taken by the connector after each page.
+    notes: list[str]
 
     @property
     def positional(self) -> bool:
@@ -94,6 +177,7 @@ class Paginator:
 
     def __init__(self, pagination: Pagination) -> None:
         self.pagination = pagination
+        self.notes = []
 
     def first(self) -> Pos:
         """The position of the resource's first page."""
@@ -114,6 +198,14 @@ class Paginator:
 
     def next_pos(self, pos: Pos, page: PageView) -> Pos | None:
         """The position of the page after `page`, or None when it was the last."""
+        total = total_signal(page)
+        note = "single page (pagination kind none)"
+        if total is not None and total.more_than(len(page.records)):
+            note += (
+                f": the API signals {total.describe()} ({total.signal}) and the page held "
+                f"{len(page.records)}; the rest is not read, as configured"
+            )
+        self.notes.append(note)
         return None
 
     def state(self) -> dict[str, Any]:
@@ -121,14 +213,37 @@ class Paginator:
         return {"mode": None, "next_path": None}
 
 
-class PageNumberPaginator(Paginator):
-    """`page`: a page number parameter, counting from `start_page`, until an empty page."""
+class _Positional(Paginator):
+    """A kind whose positions are counted here, not announced by the API.
 
-    kind = "page"
+    Found by auto-detection (`detected` holds what was found: parameter names, first
+    value, size), it also stops at the total the responses announce, so no request
+    goes past the last page; the token keeps `detected` to page the same way later.
+    """
+
+    def __init__(self, pagination: Pagination, detected: dict[str, Any] | None = None) -> None:
+        super().__init__(pagination)
+        self.detected = detected
 
     @property
     def positional(self) -> bool:
         return True
+
+    def total(self, page: PageView) -> Total | None:
+        """The announced total, when this paginator was detected (explicit kinds read
+        until an empty page, as configured)."""
+        return total_signal(page) if self.detected is not None else None
+
+    def state(self) -> dict[str, Any]:
+        if self.detected is None:
+            return super().state()
+        return {"mode": self.kind, "next_path": None, "paging": self.detected}
+
+
+class PageNumberPaginator(_Positional):
+    """`page`: a page number parameter, counting from `start_page`, until an empty page."""
+
+    kind = "page"
 
     def first(self) -> Pos:
         return {"page": self.pagination.start_page}
@@ -139,29 +254,42 @@ class PageNumberPaginator(Paginator):
     def next_pos(self, pos: Pos, page: PageView) -> Pos | None:
         if not page.records:
             return None
-        return {"page": pos.get("page", self.pagination.start_page) + 1}
+        start = self.pagination.start_page
+        number = pos.get("page", start)
+        total = self.total(page)
+        if total is not None:
+            pages = number - start + 1
+            size = (self.detected or {}).get("size") or len(page.records)
+            if total.pages is not None and pages >= total.pages:
+                return None
+            if total.records is not None and pages * size >= total.records:
+                return None
+        return {"page": number + 1}
 
 
-class OffsetPaginator(Paginator):
+class OffsetPaginator(_Positional):
     """`offset`: an offset and a limit parameter, until an empty page."""
 
     kind = "offset"
 
-    @property
-    def positional(self) -> bool:
-        return True
+    def _start(self) -> int:
+        return int((self.detected or {}).get("start", 0))
 
     def first(self) -> Pos:
-        return {"offset": 0}
+        return {"offset": self._start()}
 
     def update_params(self, pos: Pos, params: dict[str, Any]) -> None:
-        params[self.pagination.offset_param] = pos.get("offset", 0)
+        params[self.pagination.offset_param] = pos.get("offset", self._start())
         params[self.pagination.limit_param] = self.pagination.page_size or DEFAULT_LIMIT
 
     def next_pos(self, pos: Pos, page: PageView) -> Pos | None:
         if not page.records:
             return None
-        return {"offset": pos.get("offset", 0) + len(page.records)}
+        after = pos.get("offset", self._start()) + len(page.records)
+        total = self.total(page)
+        if total is not None and total.records is not None and after >= total.records:
+            return None
+        return {"offset": after}
 
 
 class CursorPaginator(Paginator):
@@ -220,79 +348,6 @@ class NextUrlPaginator(Paginator):
 
     def state(self) -> dict[str, Any]:
         return {"mode": self.kind, "next_path": self.next_path}
-
-
-class AutoPaginator(Paginator):
-    """`auto`: the first page decides (`detect`) and the resume token keeps the decision."""
-
-    kind = "auto"
-
-    def __init__(self, pagination: Pagination, chosen: Paginator | None = None) -> None:
-        super().__init__(pagination)
-        self.chosen = chosen
-
-    @property
-    def positional(self) -> bool:
-        return self.chosen is not None and self.chosen.positional
-
-    def update_params(self, pos: Pos, params: dict[str, Any]) -> None:
-        if self.chosen is not None:
-            self.chosen.update_params(pos, params)
-
-    def next_pos(self, pos: Pos, page: PageView) -> Pos | None:
-        if self.chosen is None:
-            self.chosen = detect(self.pagination, page)
-        return self.chosen.next_pos(pos, page)
-
-    def state(self) -> dict[str, Any]:
-        if self.chosen is None:
-            return {"mode": None, "next_path": None}
-        return self.chosen.state()
-
-
-def detect(pagination: Pagination, page: PageView) -> Paginator:
-    """The paginator a first page announces: a Link header, a next URL in the body, or
-    none (the page is the whole resource)."""
-    if "next" in page.links:
-        return LinkHeaderPaginator(pagination)
-    found = find_next_url(page.body)
-    if found:
-        return NextUrlPaginator(pagination, found)
-    return _NoneChosen(pagination)
-
-
-class _NoneChosen(Paginator):
-    """`auto` found no pagination: remembered as mode `none`."""
-
-    def state(self) -> dict[str, Any]:
-        return {"mode": "none", "next_path": None}
-
-
-_KINDS: dict[str, type[Paginator]] = {
-    "none": Paginator,
-    "page": PageNumberPaginator,
-    "offset": OffsetPaginator,
-    "cursor": CursorPaginator,
-    "link_header": LinkHeaderPaginator,
-}
-
-
-def paginator_for(pagination: Pagination, state: dict[str, Any] | None = None) -> Paginator:
-    """The paginator of a resource, restored from a resume token's `state` if given."""
-    state = state or {}
-    if pagination.kind == "next_url":
-        return NextUrlPaginator(pagination, state.get("next_path"))
-    if pagination.kind == "auto":
-        mode = state.get("mode")
-        chosen: Paginator | None = None
-        if mode == "link_header":
-            chosen = LinkHeaderPaginator(pagination)
-        elif mode == "next_url":
-            chosen = NextUrlPaginator(pagination, state.get("next_path"))
-        elif mode == "none":
-            chosen = _NoneChosen(pagination)
-        return AutoPaginator(pagination, chosen)
-    return _KINDS[pagination.kind](pagination)
 
 
 def find_next_url(body: Any) -> str | None:

@@ -9,6 +9,7 @@ on the first page is kept for the run (and in the resume token).
 
 from __future__ import annotations
 
+import decimal
 import json
 from typing import Any
 
@@ -127,7 +128,7 @@ def json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, int):
         return "integer"
-    if isinstance(value, float):
+    if isinstance(value, float | decimal.Decimal):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -136,6 +137,20 @@ def json_type(value: Any) -> str:
     return "object"
 
 
+def parse(body: bytes) -> Any:
+    """A JSON body with every non-integer number kept as the `Decimal` of its literal
+    text, so an amount such as `0.10` can land exactly (`typing`)."""
+    return json.loads(body, parse_float=decimal.Decimal)
+
+
 def dumps(value: Any) -> str:
-    """Canonical JSON text of a value (sorted keys, compact)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON text of a value (sorted keys, compact); decimals as JSON numbers."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_number
+    )
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

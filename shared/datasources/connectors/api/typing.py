@@ -1,17 +1,27 @@
 """Column types of API records: inferred from a page, widened by later pages, written
 as Arrow.
 
-Columns are inferred from a page of records: string, integer, number, boolean,
-timestamp_tz / timestamp / date for ISO-8601-looking strings, json for objects and
-arrays. Batches are pyarrow Tables typed that way (`datasources.types.arrow_type`):
-timestamps are parsed (tz-aware ones to UTC, microseconds), objects and arrays are JSON
-text. A later value that does not fit its column widens the column (integer -> number
--> string) and a new key adds a column; both are noted on the batch. Cursor candidates
-are the update columns ranked by `datasources.types`, the rule every connector shares.
+Columns are inferred from a page of records: string, integer, decimal, number,
+boolean, timestamp_tz / timestamp / date for ISO-8601-looking strings, json for objects
+and arrays. Bodies are parsed with every non-integer number kept as the `Decimal` of its
+literal text (`records.parse`): a column whose sampled numbers are all plain decimal
+literals (`0.99`, `12.50`, integers beside them) is `decimal(p, s)` by
+`datasources.types.infer_decimal` and lands as Arrow `decimal128(p, s)`, exactly; other
+numbers are float64. Batches are pyarrow Tables typed that way
+(`datasources.types.arrow_type`): timestamps are parsed (tz-aware ones to UTC,
+microseconds), objects and arrays are JSON text. A later value that does not fit its
+column widens the column (integer -> number -> string), except a decimal column: a
+value that does not fit it fails the batch (`DecimalMismatch`, naming the column and
+the kind of value) rather than being rounded or turned into text. A new key adds a
+column; changes are noted on the batch. Cursor candidates are the update columns ranked
+by `datasources.types`, the rule every connector shares.
+
+Inside a read, a column's kind is a string: a normalized type, or `decimal(p,s)`.
 """
 
 from __future__ import annotations
 
+import decimal
 import re
 from datetime import UTC, date, datetime
 from typing import Any
@@ -21,7 +31,13 @@ import pyarrow as pa
 from datasources.connectors.api.records import dumps, json_type, lookup
 from datasources.connectors.base import Column
 from datasources.models.connection import ApiResource
-from datasources.types import NormalizedType, arrow_type, cursor_candidates, is_update_cursor_name
+from datasources.types import (
+    NormalizedType,
+    arrow_type,
+    cursor_candidates,
+    infer_decimal,
+    is_update_cursor_name,
+)
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIMESTAMP_RE = re.compile(
@@ -29,6 +45,7 @@ _TIMESTAMP_RE = re.compile(
 )
 # Every inferred kind but these can order records (strings too: APIs send ids as text).
 _NOT_CURSORS = frozenset({"json", "boolean"})
+_DECIMAL_KIND = re.compile(r"^decimal\((\d+),(\d+)\)$")
 _NATIVE = {
     "boolean": "boolean",
     "integer": "integer",
@@ -48,11 +65,37 @@ def value_kind(value: Any) -> str | None:
         return "boolean"
     if isinstance(value, int):
         return "integer" if -(2**63) <= value < 2**63 else "string"
-    if isinstance(value, float):
+    if isinstance(value, float | decimal.Decimal):
         return "number"
     if isinstance(value, str):
         return _string_kind(value)
     return "json"
+
+
+class DecimalMismatch(ValueError):
+    """A value that a decimal column cannot hold exactly; the message names both."""
+
+
+def decimal_of(kind: str) -> tuple[int, int] | None:
+    """(precision, scale) of a `decimal(p,s)` kind, else None."""
+    matched = _DECIMAL_KIND.match(kind)
+    return (int(matched.group(1)), int(matched.group(2))) if matched else None
+
+
+def column_kind(values: list[Any]) -> str:
+    """The kind that holds every value: numbers that are all decimal literals make
+    `decimal(p,s)`, other numbers `number`."""
+    kind = merge_kinds({k for k in (value_kind(v) for v in values) if k is not None})
+    if kind != "number":
+        return kind
+    literals = [str(v) for v in values if v is not None]
+    inferred = infer_decimal(literals)
+    return f"decimal({inferred[0]},{inferred[1]})" if inferred else kind
+
+
+def normalized(kind: str) -> NormalizedType:
+    """The normalized type of a kind."""
+    return "decimal" if decimal_of(kind) else kind  # type: ignore[return-value]
 
 
 def _string_kind(value: str) -> str:
@@ -75,25 +118,34 @@ def merge_kinds(kinds: set[str]) -> str:
     return "string"
 
 
+def infer_kinds(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Each key's kind over the records, in first-seen order."""
+    values: dict[str, list[Any]] = {}
+    for record in records:
+        for key, value in record.items():
+            values.setdefault(key, []).append(value)
+    return {key: column_kind(found) for key, found in values.items()}
+
+
 def infer_columns(records: list[dict[str, Any]]) -> list[Column]:
     """Columns over the union of the records' keys, in first-seen order."""
-    kinds: dict[str, set[str]] = {}
     natives: dict[str, set[str]] = {}
     for record in records:
         for key, value in record.items():
             kind = value_kind(value)
-            kinds.setdefault(key, set())
-            natives.setdefault(key, set())
+            found = natives.setdefault(key, set())
             if kind is not None:
-                kinds[key].add(kind)
-                natives[key].add(_NATIVE.get(kind) or json_type(value))
-    columns = []
-    for key, found in kinds.items():
-        merged: NormalizedType = merge_kinds(found)  # type: ignore[assignment]
-        native = "|".join(sorted(natives[key])) or "null"
-        # API fields are never guaranteed present: every column is nullable.
-        columns.append(Column(name=key, type=merged, native_type=native, nullable=True))
-    return columns
+                found.add(_NATIVE.get(kind) or json_type(value))
+    # API fields are never guaranteed present: every column is nullable.
+    return [
+        Column(
+            name=key,
+            type=normalized(kind),
+            native_type="|".join(sorted(natives[key])) or "null",
+            nullable=True,
+        )
+        for key, kind in infer_kinds(records).items()
+    ]
 
 
 def primary_key(resource: ApiResource, records: list[dict[str, Any]]) -> list[str]:
@@ -123,7 +175,7 @@ def resource_cursor_candidates(resource: ApiResource, columns: list[Column]) -> 
 
 def cursor_key(value: Any) -> tuple[int, Any]:
     """An order over cursor values: numbers, then timestamps, then other strings."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
         return (0, float(value))
     if isinstance(value, str):
         parsed = _parse_timestamp(value) if _TIMESTAMP_RE.match(value) else None
@@ -138,11 +190,12 @@ def cursor_key(value: Any) -> tuple[int, Any]:
 
 
 def max_cursor(records: list[dict[str, Any]], field: str, current: Any) -> Any:
-    """The greatest value of `field` over `records` and `current`."""
+    """The greatest value of `field` over `records` and `current` (JSON-ready: a decimal
+    cursor is kept as the JSON number it was)."""
     for record in records:
         value = lookup(record, field)
         if value is not None and (current is None or cursor_key(value) > cursor_key(current)):
-            current = value
+            current = float(value) if isinstance(value, decimal.Decimal) else value
     return current
 
 
@@ -184,8 +237,37 @@ def _fits(kind: str, value: Any) -> bool:
     return found == kind
 
 
+def _check_decimal(key: str, kind: str, precision: int, scale: int, value: Any) -> None:
+    """DecimalMismatch unless `value` fits decimal(precision, scale) exactly."""
+    if value is None:
+        return
+    what = None
+    if isinstance(value, bool) or not isinstance(value, int | decimal.Decimal):
+        what = f"a JSON {json_type(value)}"
+    else:
+        exact = decimal.Decimal(value)
+        if not exact.is_finite():
+            what = "a non-finite number"
+        else:
+            _, digits, exponent = exact.as_tuple()
+            places = max(0, -int(exponent))
+            whole = max(0, len(digits) + int(exponent))
+            if places > scale:
+                what = f"a number with {places} decimal places"
+            elif whole > precision - scale:
+                what = f"a number with {whole} integer digits"
+    if what is not None:
+        raise DecimalMismatch(
+            f"column '{key}' was inferred as {kind} (exact amounts) from the first page, "
+            f"but a later record holds {what}; the batch fails rather than rounding it"
+        )
+
+
 def widen(columns: dict[str, str], records: list[dict[str, Any]]) -> list[str]:
-    """Make `columns` hold every value of `records` (in place); say what changed."""
+    """Make `columns` hold every value of `records` (in place); say what changed.
+
+    DecimalMismatch for a value a decimal column cannot hold exactly.
+    """
     notes: list[str] = []
     new_keys: dict[str, list[Any]] = {}
     for record in records:
@@ -193,13 +275,14 @@ def widen(columns: dict[str, str], records: list[dict[str, Any]]) -> list[str]:
             kind = columns.get(key)
             if kind is None:
                 new_keys.setdefault(key, []).append(value)
+            elif (exact := decimal_of(kind)) is not None:
+                _check_decimal(key, kind, exact[0], exact[1], value)
             elif not _fits(kind, value):
                 wider = "number" if kind == "integer" and _fits("number", value) else "string"
                 columns[key] = wider
                 notes.append(f"column '{key}' widened from {kind} to {wider}")
     for key, values in new_keys.items():
-        kinds = {k for k in (value_kind(v) for v in values) if k is not None}
-        columns[key] = merge_kinds(kinds)
+        columns[key] = column_kind(values)
         notes.append(f"new column '{key}' ({columns[key]})")
     return notes
 
@@ -213,6 +296,8 @@ def _convert(kind: str, value: Any) -> Any:
         return dumps(value)
     if kind == "number":
         return float(value)
+    if kind.startswith("decimal("):
+        return decimal.Decimal(value)
     if kind == "timestamp_tz":
         parsed = _parse_timestamp(value)
         return parsed.astimezone(UTC) if parsed else None
@@ -231,7 +316,11 @@ def to_arrow(columns: dict[str, str], records: list[dict[str, Any]]) -> pa.Table
     fields = []
     for name, kind in columns.items():
         values = [_convert(kind, record.get(name)) for record in records]
-        column_type = arrow_type(kind)
+        exact = decimal_of(kind)
+        if exact is not None:
+            column_type = arrow_type("decimal", precision=exact[0], scale=exact[1])
+        else:
+            column_type = arrow_type(kind)
         arrays.append(pa.array(values, type=column_type))
         fields.append(pa.field(name, column_type, nullable=True))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
