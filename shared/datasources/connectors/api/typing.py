@@ -22,6 +22,7 @@ Inside a read, a column's kind is a string: a normalized type, or `decimal(p,s)`
 from __future__ import annotations
 
 import decimal
+import functools
 import re
 from datetime import UTC, date, datetime
 from typing import Any
@@ -76,6 +77,7 @@ class DecimalMismatch(ValueError):
     """A value that a decimal column cannot hold exactly; the message names both."""
 
 
+@functools.cache  # a handful of kinds, looked up for every value
 def decimal_of(kind: str) -> tuple[int, int] | None:
     """(precision, scale) of a `decimal(p,s)` kind, else None."""
     matched = _DECIMAL_KIND.match(kind)
@@ -237,25 +239,29 @@ def _fits(kind: str, value: Any) -> bool:
     return found == kind
 
 
+def _misfit(value: Any, precision: int, scale: int) -> str | None:
+    """What keeps `value` out of decimal(precision, scale), or None when it fits."""
+    if isinstance(value, decimal.Decimal):
+        exact = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        exact = decimal.Decimal(value)
+    else:
+        return f"a JSON {json_type(value)}"
+    if not exact.is_finite():
+        return "a non-finite number"
+    _, digits, exponent = exact.as_tuple()
+    places = max(0, -int(exponent))
+    whole = max(0, len(digits) + int(exponent))
+    if places > scale:
+        return f"a number with {places} decimal places"
+    if whole > precision - scale:
+        return f"a number with {whole} integer digits"
+    return None
+
+
 def _check_decimal(key: str, kind: str, precision: int, scale: int, value: Any) -> None:
     """DecimalMismatch unless `value` fits decimal(precision, scale) exactly."""
-    if value is None:
-        return
-    what = None
-    if isinstance(value, bool) or not isinstance(value, int | decimal.Decimal):
-        what = f"a JSON {json_type(value)}"
-    else:
-        exact = decimal.Decimal(value)
-        if not exact.is_finite():
-            what = "a non-finite number"
-        else:
-            _, digits, exponent = exact.as_tuple()
-            places = max(0, -int(exponent))
-            whole = max(0, len(digits) + int(exponent))
-            if places > scale:
-                what = f"a number with {places} decimal places"
-            elif whole > precision - scale:
-                what = f"a number with {whole} integer digits"
+    what = None if value is None else _misfit(value, precision, scale)
     if what is not None:
         raise DecimalMismatch(
             f"column '{key}' was inferred as {kind} (exact amounts) from the first page, "
@@ -297,7 +303,7 @@ def _convert(kind: str, value: Any) -> Any:
     if kind == "number":
         return float(value)
     if kind.startswith("decimal("):
-        return decimal.Decimal(value)
+        return value if isinstance(value, decimal.Decimal) else decimal.Decimal(value)
     if kind == "timestamp_tz":
         parsed = _parse_timestamp(value)
         return parsed.astimezone(UTC) if parsed else None
