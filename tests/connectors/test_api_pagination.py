@@ -74,6 +74,7 @@ def test_each_style_resumes_from_every_token_with_exactly_the_remaining_records(
 ) -> None:
     path, _ = STYLES[style]
     batches = read(minimal(api, path), stream_of(path), batch_size=333)
+    assert len(batches) == -(-N // 333)  # every record, so there are tokens to resume from
     consumed = 0
     for batch in batches[:-1]:
         consumed += batch.num_rows
