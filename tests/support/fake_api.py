@@ -23,6 +23,21 @@ Routes (all require auth unless `require_auth=False`: `Authorization: Bearer <ke
 - `/loop/cursor`, `/loop/link`, `/loop/page`, `/loop/next` -> pagination that never ends
 - `/drift?page=`                    -> 3 Link-paged pages whose field types change
 
+Pagination styles that announce no next page (auto-detection, issue 13):
+
+- `/styles/json-server?_page=&_limit=` (or `_start=&_limit=`) -> a JSON list and
+  `X-Total-Count: N`, like json-server
+- `/styles/pages?page=&per_page=`  -> `{"items": [...], "page": n, "per_page": s,
+  "total_pages": T}` (25 a page by default)
+- `/styles/offset-meta?offset=&limit=` -> `{"data": [...], "meta": {"pagination":
+  {"offset": o, "limit": l, "total": N}}}`
+- `/styles/content-range?offset=&limit=` -> a JSON list and `Content-Range: items a-b/N`
+- `/styles/total-only`             -> the first 100 records and `X-Total-Count: N`; no
+  parameter pages it (a server that signals a total but offers no paging)
+- `/styles/body-total`             -> `{"data": [first 100], "total": N}`, no paging
+- `/money?page=`                    -> `{"data": [...]}` with decimal amounts kept as
+  written (`money_pages` sets the raw JSON text of each page)
+
 Every list route filters on `updated_since` (inclusive) or `updated_after` (exclusive)
 against `updated_at`. `inject(...)` makes the next requests fail (429 with Retry-After,
 500, ...). `touch(...)`/`add_records(...)` change records for incremental tests.
@@ -68,7 +83,7 @@ class _Fault:
 RECORD_TYPES = {
     "id": "integer",
     "name": "string",
-    "price": "number",
+    "price": "decimal",  # 1.25, 2.5, ...: decimal literals land exactly
     "active": "boolean",
     "created_at": "timestamp_tz",
     "updated_at": "timestamp_tz",
@@ -123,6 +138,7 @@ class FakeApi:
         self.requests: list[RecordedRequest] = []
         self.connections = 0
         self._stopping = threading.Event()
+        self.money_pages: list[bytes] = []  # raw JSON bodies served by /money?page=
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -420,6 +436,50 @@ def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 headers["Link"] = f'<{self.base()}/drift?page={page + 1}>; rel="next"'
             self._send(200, pages[page - 1] if page <= len(pages) else [], headers)
 
+        def json_server(self, query: dict[str, str]) -> None:
+            rows = api._filtered(query)
+            limit = _int(query, "_limit", 10)
+            start = _int(query, "_start", (_int(query, "_page", 1) - 1) * limit)
+            self._send(200, rows[start : start + limit], {"X-Total-Count": str(len(rows))})
+
+        def pages(self, query: dict[str, str]) -> None:
+            rows = api._filtered(query)
+            page, size = _int(query, "page", 1), _int(query, "per_page", 25)
+            chunk = rows[(page - 1) * size : page * size]
+            total_pages = -(-len(rows) // size)
+            body = {"items": chunk, "page": page, "per_page": size, "total_pages": total_pages}
+            self._send(200, body)
+
+        def offset_meta(self, query: dict[str, str]) -> None:
+            rows = api._filtered(query)
+            offset, limit = _int(query, "offset", 0), _int(query, "limit", 100)
+            meta = {"pagination": {"offset": offset, "limit": limit, "total": len(rows)}}
+            self._send(200, {"data": rows[offset : offset + limit], "meta": meta})
+
+        def content_range(self, query: dict[str, str]) -> None:
+            rows = api._filtered(query)
+            offset, limit = _int(query, "offset", 0), _int(query, "limit", 100)
+            chunk = rows[offset : offset + limit]
+            last = offset + len(chunk) - 1
+            span = f"{offset}-{last}" if chunk else "*"
+            self._send(200, chunk, {"Content-Range": f"items {span}/{len(rows)}"})
+
+        def total_only(self, query: dict[str, str]) -> None:
+            rows = api._filtered(query)
+            self._send(200, rows[:100], {"X-Total-Count": str(len(rows))})
+
+        def body_total(self, query: dict[str, str]) -> None:
+            rows = api._filtered(query)
+            self._send(200, {"data": rows[:100], "total": len(rows)})
+
+        def money(self, query: dict[str, str]) -> None:
+            page = _int(query, "page", 1)
+            body = api.money_pages[page - 1] if page <= len(api.money_pages) else b"[]"
+            headers = {}
+            if page < len(api.money_pages):
+                headers["Link"] = f'<{self.base()}/money?page={page + 1}>; rel="next"'
+            self._raw(200, body, "application/json", headers)
+
         def loop_next(self, query: dict[str, str]) -> None:
             # Every page announces a new, different next page: only max_pages stops it.
             n = _int(query, "n", 0)
@@ -449,6 +509,13 @@ _ROUTES: dict[str, str] = {
     "/loop/page": "loop_page",
     "/loop/next": "loop_next",
     "/drift": "drift",
+    "/styles/json-server": "json_server",
+    "/styles/pages": "pages",
+    "/styles/offset-meta": "offset_meta",
+    "/styles/content-range": "content_range",
+    "/styles/total-only": "total_only",
+    "/styles/body-total": "body_total",
+    "/money": "money",
 }
 
 
