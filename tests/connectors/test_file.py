@@ -26,9 +26,9 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from datasources.config import Settings
-from datasources.connectors import file as file_module
 from datasources.connectors.base import Batch, ConnectorContext, StreamState
 from datasources.connectors.file import FileConnector
+from datasources.connectors.file import https as https_source
 from datasources.connectors.registry import get_connector
 from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
 from datasources.models.connection import FileConfig
@@ -481,6 +481,21 @@ def test_incremental_on_integer_cursor_and_unknown_cursor(
         read_all(conn, state=StreamState(cursor_field="nope"))
 
 
+def test_cursor_candidates_follow_the_shared_name_rules_with_id_last(
+    s3: Any, context: ConnectorContext
+) -> None:
+    # Given update columns spelled in other cases and separators, a creation column and an
+    # integer id: the update columns come first, best first, and `id` stays last.
+    put(
+        s3,
+        "cur/x.csv",
+        "id,created_at,LastUpdated,Modified-At,name\n"
+        "1,2024-01-01T00:00:00Z,2024-01-02T00:00:00Z,2024-01-03T00:00:00Z,a\n",
+    )
+    (table,) = connector(context, f"s3://{BUCKET}/cur/x.csv").discover()
+    assert table.cursor_candidates == ["Modified-At", "LastUpdated", "created_at", "id"]
+
+
 # ---------------------------------------------------------------------- checks and errors
 
 
@@ -806,7 +821,9 @@ def https_server(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[int
     server.socket = server_tls.wrap_socket(server.socket, server_side=True)
     # The connector verifies against the system trust store; here it trusts the test CA.
     original = ssl.create_default_context
-    monkeypatch.setattr(file_module.ssl, "create_default_context", lambda: original(cafile=ca_path))
+    monkeypatch.setattr(
+        https_source.ssl, "create_default_context", lambda: original(cafile=ca_path)
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
