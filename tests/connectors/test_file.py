@@ -28,7 +28,6 @@ from moto import mock_aws
 from datasources.config import Settings
 from datasources.connectors.base import Batch, ConnectorContext, StreamState
 from datasources.connectors.file import FileConnector
-from datasources.connectors.file import https as https_source
 from datasources.connectors.registry import get_connector
 from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
 from datasources.models.connection import FileConfig
@@ -674,6 +673,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", self.path.replace("/moved", "", 1))
             self.end_headers()
             return
+        if self.path.startswith("/hop/"):
+            _, _, hops, rest = self.path.split("/", 3)
+            self.send_response(302)
+            self.send_header(
+                "Location", f"/hop/{int(hops) - 1}/{rest}" if int(hops) > 1 else f"/{rest}"
+            )
+            self.end_headers()
+            return
+        if self.path.startswith("/other-port"):
+            port = int(str(self.headers["Host"]).rsplit(":", 1)[1])
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{port + 1}/data.csv")
+            self.end_headers()
+            return
         if self.path.startswith("/away"):
             port = str(self.headers["Host"]).rsplit(":", 1)[1]
             self.send_response(302)
@@ -726,9 +739,18 @@ def test_http_url_in_local_mode_streams_one_file(http_server: str) -> None:
 
 def test_http_redirect_to_other_host_missing_file_and_policy(http_server: str) -> None:
     local = ConnectorContext(settings=Settings(local_mode=True))
-    with pytest.raises(ConnectionFailed, match="redirects to another host") as exc:
+    with pytest.raises(ConnectionFailed, match="redirected to another host") as exc:
         FileConnector(FileConfig(url=f"{http_server}/away.csv"), local).check()
     assert exc.value.stage == "http"
+    # The egress redirect policy: same scheme, host and port, at most 5 hops.
+    five = FileConnector(FileConfig(url=f"{http_server}/hop/5/data.csv"), local)
+    assert [r["id"] for r in rows_of(read_all(five))] == [0, 1, 2, 3, 4]
+    with pytest.raises(ConnectionFailed, match="redirected more than 5 times") as hops:
+        FileConnector(FileConfig(url=f"{http_server}/hop/6/data.csv"), local).check()
+    assert hops.value.stage == "http"
+    with pytest.raises(ConnectionFailed, match="redirected to another host") as port:
+        FileConnector(FileConfig(url=f"{http_server}/other-port.csv"), local).check()
+    assert port.value.stage == "http"
     with pytest.raises(ConnectionFailed, match="HTTP 404") as missing:
         FileConnector(FileConfig(url=f"{http_server}/nope.csv?token=s3cr3t"), local).check()
     assert "s3cr3t" not in missing.value.message  # a signed URL's query never shows
@@ -819,11 +841,9 @@ def https_server(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[int
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert_path, key_path)
     server.socket = server_tls.wrap_socket(server.socket, server_side=True)
-    # The connector verifies against the system trust store; here it trusts the test CA.
+    # The connector verifies against the default trust store; here it trusts the test CA.
     original = ssl.create_default_context
-    monkeypatch.setattr(
-        https_source.ssl, "create_default_context", lambda: original(cafile=ca_path)
-    )
+    monkeypatch.setattr(ssl, "create_default_context", lambda *_, **__: original(cafile=ca_path))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]

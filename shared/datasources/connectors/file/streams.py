@@ -152,18 +152,3 @@ class PrefixedReader(io.RawIOBase):
         data = self._rest.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
-
-
-def capped(read: Callable[[int], bytes], limit: int) -> Callable[[int], bytes]:
-    """`read`, failing once more than `limit` bytes came through (a size cap for https)."""
-    total = 0
-
-    def capped_read(size: int) -> bytes:
-        nonlocal total
-        data = read(size)
-        total += len(data)
-        if total > limit:
-            raise ValueError(f"the file is larger than the {limit} bytes allowed over https")
-        return data
-
-    return capped_read
