@@ -16,6 +16,7 @@ import json
 import ssl
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -133,7 +134,7 @@ def test_csv_with_header_infers_types_and_keeps_header_names(
     assert table.name == "orders"
     assert {c.name: c.type for c in table.columns} == {
         "id": "integer",
-        "Unit Price": "number",
+        "Unit Price": "decimal",  # 9.5, 0.25: exact amounts, not floats
         "active": "boolean",
         "day": "date",
         "seen_at": "timestamp",
@@ -223,7 +224,7 @@ def test_json_lines_types_from_values(s3: Any, context: ConnectorContext) -> Non
         "local": "timestamp",
         "tags": "array",
         "meta": "json",
-        "score": "number",
+        "score": "decimal",  # 1.5, 2: decimal literals
         "label": "string",
     }
     rows = rows_of(read_all(conn))
@@ -860,3 +861,106 @@ def test_https_verifies_the_certificate_for_the_url_host(https_server: int) -> N
     with pytest.raises(ConnectionFailed) as exc:
         by_ip.check()
     assert exc.value.stage == "tls"
+
+
+# ---------------------------------------------------------------------- exact decimals
+
+
+def test_money_in_csv_lands_as_exact_decimals_and_other_numbers_as_floats(
+    s3: Any, context: ConnectorContext
+) -> None:
+    # Given amounts with two decimals, a measurement with many, and one in exponent form.
+    put(
+        s3,
+        "money/prices.csv",
+        "id,price,ratio,tiny\n"
+        "1,0.99,0.1234567891,1.5e-3\n"
+        "2,1.98,0.5,2.5e-1\n"
+        "3,,1,0.5\n"
+        "4,12,0.25,1\n",
+    )
+    conn = connector(context, f"s3://{BUCKET}/money/prices.csv")
+    (table,) = conn.discover()
+    columns = {c.name: c for c in table.columns}
+    assert columns["price"].type == "decimal"
+    # Two digits after the point; the widest integer part (12) plus 6 digits of headroom.
+    assert columns["price"].native_type == "decimal128(10, 2)"
+    assert columns["ratio"].type == "number" and columns["tiny"].type == "number"
+    (batch,) = read_all(conn)
+    assert isinstance(batch.records, pa.Table)
+    assert batch.records.schema.field("price").type == pa.decimal128(10, 2)
+    assert batch.records.schema.field("ratio").type == pa.float64()
+    prices = [r["price"] for r in rows_of([batch])]
+    assert prices == [Decimal("0.99"), Decimal("1.98"), None, Decimal("12.00")]
+    assert sum(p for p in prices if p is not None) == Decimal("14.97")  # no float drift
+
+
+@pytest.mark.parametrize("name", ["money.jsonl", "money.json"])
+def test_money_in_json_lines_and_json_lands_as_exact_decimals(
+    s3: Any, context: ConnectorContext, name: str
+) -> None:
+    # Written as text: json.dumps would print the floats the same, but say it plainly.
+    records = [
+        '{"id": 1, "price": 0.99, "score": 1e-3, "label": "a"}',
+        '{"id": 2, "price": 1.98, "score": 0.25, "label": "b"}',
+        '{"id": 3, "price": null, "score": 2, "label": "c"}',
+    ]
+    body = "\n".join(records) + "\n" if name.endswith("jsonl") else f"[{','.join(records)}]"
+    put(s3, f"money/{name}", body)
+    conn = connector(context, f"s3://{BUCKET}/money/{name}")
+    (table,) = conn.discover()
+    columns = {c.name: c for c in table.columns}
+    assert columns["price"].type == "decimal"
+    assert columns["price"].native_type == "decimal128(9, 2)"
+    assert columns["score"].type == "number"
+    rows = rows_of(read_all(conn))
+    assert [r["price"] for r in rows] == [Decimal("0.99"), Decimal("1.98"), None]
+    assert [r["score"] for r in rows] == [0.001, 0.25, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "later", "shown", "why"),
+    [
+        ("csv", "2.985", "'2.985'", "more than 2 digits after the point"),
+        ("csv", "abc", "'abc'", "not a decimal number"),
+        ("csv", "12345678901.5", "'12345678901.5'", "more than 7 digits before the point"),
+        ("jsonl", "2.985", "'2.985'", "more than 2 digits after the point"),
+        ("jsonl", '"abc"', "'abc'", "not a decimal number"),
+        ("jsonl", "true", "True", "not a number"),
+    ],
+)
+def test_a_later_value_that_does_not_fit_the_decimal_fails_naming_file_column_and_row(
+    s3: Any, context: ConnectorContext, fmt: str, later: str, shown: str, why: str
+) -> None:
+    # The schema is fixed from the first file; the second file holds the misfit in row 2
+    # (a blank line in JSON Lines is no row).
+    if fmt == "csv":
+        first, second = "id,price\n1,0.99\n2,1.98\n", f"id,price\n3,1.50\n4,{later}\n"
+    else:
+        first = '{"id": 1, "price": 0.99}\n{"id": 2, "price": 1.98}\n'
+        second = f'{{"id": 3, "price": 1.5}}\n\n{{"id": 4, "price": {later}}}\n'
+    put(s3, f"fit-{fmt}/a.{fmt}", first)
+    put(s3, f"fit-{fmt}/b.{fmt}", second)
+    conn = connector(context, f"s3://{BUCKET}/fit-{fmt}/")
+    assert column_types(conn)["price"] == "decimal"
+    with pytest.raises(SourceReadError) as exc:
+        read_all(conn)
+    message = exc.value.message
+    assert f"file 'fit-{fmt}/b.{fmt}', column 'price', row 2" in message
+    assert shown in message and why in message
+
+
+def test_a_decimal_past_the_sample_of_one_csv_fails_with_its_row(
+    s3: Any, context: ConnectorContext
+) -> None:
+    # Given more than the sampled first MiB of two-decimal amounts, then one with three.
+    rows = 150_000
+    body = "id,price\n" + "".join(f"{i},{i % 1000}.25\n" for i in range(rows))
+    body += f"{rows},0.125\n"
+    put(s3, "fit/long.csv", body)
+    conn = connector(context, f"s3://{BUCKET}/fit/long.csv")
+    assert column_types(conn) == {"id": "integer", "price": "decimal"}
+    with pytest.raises(SourceReadError) as exc:
+        read_all(conn, batch_size=50_000)
+    assert f"file 'fit/long.csv', column 'price', row {rows + 1}" in exc.value.message
+    assert "'0.125'" in exc.value.message and "never rounded" in exc.value.message

@@ -17,6 +17,10 @@ Decisions a user of this connector should know (the README repeats them):
   the column (narrow the `pattern`, or split the source), rather than silently dropping
   data or changing the schema of a run half way. A value that cannot be cast to the
   discovered type fails the read the same way.
+- Text formats keep amounts exact: a numeric column whose sampled values are all plain
+  decimal literals (`types.infer_decimal`) is `decimal128(p, s)`; other numbers are
+  float64. A later value that does not fit is never rounded: the read fails naming the
+  file, the column, the row (from 1, after any header) and why.
 - Glob semantics for `pattern`, relative to the prefix: `*` and `?` stay inside one
   path segment, `**/` crosses folders (`**/*.csv` matches at any depth).
 - A prefix without a pattern selects every object with a data extension (`.csv`,
@@ -29,9 +33,9 @@ Decisions a user of this connector should know (the README repeats them):
   nesting depth (every jsonl line, every json element), values per json element,
   gzip inflation (ratio and cap), Parquet column chunk size (from the footer), and the
   deadline of the function the read runs in (stage `timeout`).
-- https: one object, no redirect to another host, at most 2 GiB streamed; a Parquet
-  file over https is spooled to local disk first and may be at most 512 MiB. Plain
-  http is accepted in local mode only.
+- https: one object fetched through `datasources.egress` (redirects on the same scheme,
+  host and port only), at most 2 GiB streamed; a Parquet file over https is spooled to
+  local disk first and may be at most 512 MiB. Plain http is accepted in local mode only.
 - Resume tokens name the file, its ETag and the rows consumed in it; a file whose ETag
   changed during a run fails the read instead of yielding a mix of two versions.
   Objects added during a run whose keys sort before the current file are not read by

@@ -42,7 +42,7 @@ from datasources.connectors.file.s3 import S3Objects, s3_error
 from datasources.connectors.file.schema import RunSchema, conform, cursor_candidates
 from datasources.connectors.file.streams import decoded_stream
 from datasources.errors import ConnectionFailed, SourceReadError, ValidationFailed
-from datasources.limits import DeadlineExceeded
+from datasources.limits import DeadlineExceeded, LimitExceeded
 from datasources.models.connection import FileConfig
 
 _READ_ERRORS = (pa.ArrowException, ValueError, OSError, EOFError, BotoCoreError)
@@ -223,12 +223,26 @@ class FileConnector:
         except DeadlineExceeded as exc:
             raise timeout_error(exc) from None
         except _READ_ERRORS as exc:
-            raise SourceReadError(
+            text = fmt != "parquet" and not isinstance(exc, LimitExceeded)
+            misfit = self._find_misfit(ref, fmt, schema) if text else None
+            raise misfit or SourceReadError(
                 f"could not read '{ref.key}' as {fmt} (after row {rows_seen}): "
                 f"{short(describe(exc))}"
             ) from None
         except ClientError as exc:
             raise s3_error(exc, self._location.bucket, ref.key) from None
+
+    def _find_misfit(self, ref: FileRef, fmt: str, schema: RunSchema) -> SourceReadError | None:
+        """Which decimal did not fit, by row: pyarrow parses decimals fast but its error
+        names neither the row nor always the value, so the file is read again to find
+        it. None when no decimal is at fault, or the second read cannot finish."""
+        if not any(pa.types.is_decimal(f.type) for f in schema.target):
+            return None
+        try:
+            with self._open_stream(ref) as stream:
+                return self._text_format(fmt).find_misfit(stream, ref.key, schema)
+        except (DeadlineExceeded, ConnectionFailed, SourceReadError, *_READ_ERRORS):
+            return None
 
     def _text_tables(self, ref: FileRef, fmt: str, schema: RunSchema) -> Iterator[pa.Table]:
         with self._open_stream(ref) as stream:

@@ -49,6 +49,19 @@ def decoded_stream(
     return stream
 
 
+def read_up_to(stream: pa.NativeFile, size: int) -> bytes:
+    """`size` bytes, or fewer only at the end of the stream (a read may return less)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        data = stream.read(size - got)
+        if not data:
+            break
+        parts.append(bytes(data))
+        got += len(data)
+    return b"".join(parts)
+
+
 class BodyReader(io.RawIOBase):
     """A raw, read-only file over a `read(n)` callable (boto3 StreamingBody, HTTP body)."""
 

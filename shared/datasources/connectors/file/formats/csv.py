@@ -9,8 +9,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from datasources.connectors.file.schema import target_type
-from datasources.connectors.file.streams import READ_BLOCK_BYTES, SAMPLE_BYTES, PrefixedReader
+from datasources.connectors.file.schema import RunSchema, conform, decimal_type, target_type
+from datasources.connectors.file.streams import (
+    READ_BLOCK_BYTES,
+    SAMPLE_BYTES,
+    PrefixedReader,
+    read_up_to,
+)
 from datasources.errors import SourceReadError
 from datasources.models.connection import CsvOptions
 
@@ -25,16 +30,26 @@ class CsvFormat:
         self._delimiter = options.delimiter or ("\t" if tsv else ",")
 
     def infer(self, stream: pa.NativeFile, key: str) -> tuple[pa.Schema, pa.Schema] | None:
-        """Target and parser schemas from the first block of the file, None when empty."""
-        head = stream.read(1 << 16)
+        """Target and parser schemas from the first block of the file, None when empty.
+
+        A column pyarrow reads as float is an exact decimal instead when its sampled
+        literals all are (`schema.decimal_type`); pyarrow parses it as one, exactly.
+        """
+        head = read_up_to(stream, SAMPLE_BYTES)
         if not head.strip():
             return None
         # The streaming reader infers types from its first block, and its chunker keeps
         # quoted newlines whole, unlike a cut sample would.
         source = pa.PythonFile(PrefixedReader(head, stream), mode="r")
         reader = self._reader(source, key, None, SAMPLE_BYTES)
-        target = pa.schema([pa.field(f.name, target_type(f.type, "csv")) for f in reader.schema])
-        return target, target
+        floats = [f.name for f in reader.schema if pa.types.is_floating(f.type)]
+        literals = self._literals(head, floats, cut=len(head) >= SAMPLE_BYTES) if floats else {}
+        target: list[pa.Field] = []
+        for field in reader.schema:
+            decimal = decimal_type(literals[field.name]) if field.name in literals else None
+            kind = decimal if decimal is not None else target_type(field.type, "csv")
+            target.append(pa.field(field.name, kind))
+        return pa.schema(target), pa.schema(target)
 
     def tables(self, stream: pa.NativeFile, key: str, read: pa.Schema | None) -> Iterator[pa.Table]:
         types = {f.name: f.type for f in read} if read is not None else None
@@ -52,6 +67,48 @@ class CsvFormat:
             # pyarrow numbers the column; the user knows it by its header name.
             raise ValueError(_name_csv_column(str(exc), self._names(head))) from None
 
+    def find_misfit(
+        self, stream: pa.NativeFile, key: str, schema: RunSchema
+    ) -> SourceReadError | None:
+        """The first value that does not fit its decimal column, with its row: the file
+        read again with those columns as text, each chunk cast exactly (`conform`)."""
+        read = pa.schema(
+            [
+                pa.field(f.name, pa.string()) if pa.types.is_decimal(f.type) else f
+                for f in schema.target
+            ]
+        )
+        rows = 0
+        for table in self.tables(stream, key, read):
+            try:
+                conform(table, schema.target, key, rows)
+            except SourceReadError as misfit:
+                return misfit
+            rows += table.num_rows
+        return None
+
+    def _literals(self, head: bytes, names: list[str], *, cut: bool) -> dict[str, list[str]]:
+        """The text of columns `names` in the sample, nulls left out. A sample `cut` from a
+        longer file loses its last row, which may be cut short. Nothing when the sample
+        does not parse as text (its columns then stay floats)."""
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(head),
+                read_options=self._read_options(len(head) + 1),
+                parse_options=self._parse_options(skip_invalid=True),
+                convert_options=pacsv.ConvertOptions(
+                    null_values=list(self._options.null_values),
+                    strings_can_be_null=True,
+                    column_types={name: pa.string() for name in names},
+                    include_columns=names,
+                ),
+            )
+        except pa.ArrowException:
+            return {}
+        if cut and table.num_rows:
+            table = table.slice(0, table.num_rows - 1)
+        return {name: table.column(name).drop_null().to_pylist() for name in names}
+
     def _names(self, head: bytes) -> list[str]:
         """The column names of a CSV file from its first bytes (for error messages)."""
         try:
@@ -67,25 +124,15 @@ class CsvFormat:
         types: dict[str, pa.DataType] | None,
         block_size: int,
     ) -> Any:
-        options = self._options
-        read_options = pacsv.ReadOptions(
-            block_size=block_size,
-            use_threads=False,
-            autogenerate_column_names=not options.has_header,
-        )
-        # Quoted values may span lines (exports of free text do); the chunker must know.
-        parse_options = pacsv.ParseOptions(
-            delimiter=self._delimiter, quote_char=options.quote_char, newlines_in_values=True
-        )
         convert_options = pacsv.ConvertOptions(
-            null_values=list(options.null_values),
+            null_values=list(self._options.null_values),
             strings_can_be_null=True,
             column_types=types or {},
         )
         reader = pacsv.open_csv(
             stream,
-            read_options=read_options,
-            parse_options=parse_options,
+            read_options=self._read_options(block_size),
+            parse_options=self._parse_options(),
             convert_options=convert_options,
         )
         names = reader.schema.names
@@ -97,6 +144,22 @@ class CsvFormat:
                 "give every column a distinct name, or set csv.has_header to false"
             )
         return reader
+
+    def _read_options(self, block_size: int) -> pacsv.ReadOptions:
+        return pacsv.ReadOptions(
+            block_size=block_size,
+            use_threads=False,
+            autogenerate_column_names=not self._options.has_header,
+        )
+
+    def _parse_options(self, *, skip_invalid: bool = False) -> pacsv.ParseOptions:
+        # Quoted values may span lines (exports of free text do); the chunker must know.
+        return pacsv.ParseOptions(
+            delimiter=self._delimiter,
+            quote_char=self._options.quote_char,
+            newlines_in_values=True,
+            invalid_row_handler=(lambda _row: "skip") if skip_invalid else None,
+        )
 
 
 def _name_csv_column(message: str, names: list[str]) -> str:

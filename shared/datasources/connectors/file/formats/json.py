@@ -1,6 +1,6 @@
 """JSON: a top-level array of objects, or a sequence of objects, parsed element by element.
 
-Each element is re-encoded as one compact JSON line and typed like JSON Lines, so a
+Each element becomes one JSON line, as written, and is typed like JSON Lines, so a
 file of any size is never held whole (one element may be at most 64 MiB).
 """
 
@@ -14,7 +14,9 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from datasources.connectors.file.formats.jsonl import infer_records, records_table
+from datasources.connectors.file.schema import RunSchema
 from datasources.connectors.file.streams import SAMPLE_BYTES, STREAM_BUFFER_BYTES
+from datasources.errors import SourceReadError
 from datasources.limits import MAX_JSON_VALUES, check_json, depth_error
 
 JSON_MAX_ELEMENT_BYTES = 64 << 20
@@ -23,6 +25,7 @@ _JSON_CHUNK_ROWS = 5_000
 # (limits.MAX_JSON_VALUES) before Python's parser builds it.
 _JSON_COUNT_AFTER_CHARS = 1 << 20
 _JSON_WHITESPACE = re.compile("[ \t\r\n\ufeff]*")
+_LINE_BREAKS_TO_SPACES = str.maketrans("\r\n", "  ")
 
 
 class JsonFormat:
@@ -33,18 +36,28 @@ class JsonFormat:
 
     def tables(self, stream: pa.NativeFile, key: str, read: pa.Schema | None) -> Iterator[pa.Table]:
         chunk: list[bytes] = []
+        row = 0
         for element in _iter_json_elements(stream):
             chunk.append(element)
             if len(chunk) >= _JSON_CHUNK_ROWS:
-                yield records_table(chunk, read)
+                yield records_table(b"\n".join(chunk), read, key, row)
+                row += len(chunk)
                 chunk = []
         if chunk:
-            yield records_table(chunk, read)
+            yield records_table(b"\n".join(chunk), read, key, row)
+
+    def find_misfit(
+        self, stream: pa.NativeFile, key: str, schema: RunSchema
+    ) -> SourceReadError | None:
+        """None: a decimal that does not fit is named where its chunk is parsed."""
+        return None
 
 
 def _iter_json_elements(stream: pa.NativeFile) -> Iterator[bytes]:
-    """Each object of a top-level JSON array (or of a sequence of objects), re-encoded
-    as one compact JSON line, without holding the whole document in memory."""
+    """Each object of a top-level JSON array (or of a sequence of objects) as one JSON
+    line, without holding the whole document in memory. The element's own text is kept,
+    so numbers reach the reader as written (`0.10` stays a decimal literal); JSON
+    strings never hold a raw line break, so turning those into spaces is safe."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     parser = json.JSONDecoder()
     buffer = ""
@@ -97,7 +110,7 @@ def _iter_json_elements(stream: pa.NativeFile) -> Iterator[bytes]:
             )
         while True:
             try:
-                value, end = parser.raw_decode(buffer, pos)
+                _, end = parser.raw_decode(buffer, pos)
                 break
             except RecursionError:
                 raise depth_error(f"element {count}") from None
@@ -116,9 +129,10 @@ def _iter_json_elements(stream: pa.NativeFile) -> Iterator[bytes]:
                     check_json(
                         buffer[pos:].encode(), f"element {count}", max_values=MAX_JSON_VALUES
                     )
+        element = buffer[pos:end].translate(_LINE_BREAKS_TO_SPACES)
         pos = end
         count += 1
-        yield json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        yield element.encode()
 
 
 def _json_sample(stream: pa.NativeFile) -> bytes:
