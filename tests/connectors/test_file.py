@@ -16,6 +16,7 @@ import json
 import ssl
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -26,7 +27,6 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from datasources.config import Settings
-from datasources.connectors import file as file_module
 from datasources.connectors.base import Batch, ConnectorContext, StreamState
 from datasources.connectors.file import FileConnector
 from datasources.connectors.registry import get_connector
@@ -134,7 +134,7 @@ def test_csv_with_header_infers_types_and_keeps_header_names(
     assert table.name == "orders"
     assert {c.name: c.type for c in table.columns} == {
         "id": "integer",
-        "Unit Price": "number",
+        "Unit Price": "decimal",  # 9.5, 0.25: exact amounts, not floats
         "active": "boolean",
         "day": "date",
         "seen_at": "timestamp",
@@ -224,7 +224,7 @@ def test_json_lines_types_from_values(s3: Any, context: ConnectorContext) -> Non
         "local": "timestamp",
         "tags": "array",
         "meta": "json",
-        "score": "number",
+        "score": "decimal",  # 1.5, 2: decimal literals
         "label": "string",
     }
     rows = rows_of(read_all(conn))
@@ -481,6 +481,21 @@ def test_incremental_on_integer_cursor_and_unknown_cursor(
         read_all(conn, state=StreamState(cursor_field="nope"))
 
 
+def test_cursor_candidates_follow_the_shared_name_rules_with_id_last(
+    s3: Any, context: ConnectorContext
+) -> None:
+    # Given update columns spelled in other cases and separators, a creation column and an
+    # integer id: the update columns come first, best first, and `id` stays last.
+    put(
+        s3,
+        "cur/x.csv",
+        "id,created_at,LastUpdated,Modified-At,name\n"
+        "1,2024-01-01T00:00:00Z,2024-01-02T00:00:00Z,2024-01-03T00:00:00Z,a\n",
+    )
+    (table,) = connector(context, f"s3://{BUCKET}/cur/x.csv").discover()
+    assert table.cursor_candidates == ["Modified-At", "LastUpdated", "created_at", "id"]
+
+
 # ---------------------------------------------------------------------- checks and errors
 
 
@@ -659,6 +674,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", self.path.replace("/moved", "", 1))
             self.end_headers()
             return
+        if self.path.startswith("/hop/"):
+            _, _, hops, rest = self.path.split("/", 3)
+            self.send_response(302)
+            self.send_header(
+                "Location", f"/hop/{int(hops) - 1}/{rest}" if int(hops) > 1 else f"/{rest}"
+            )
+            self.end_headers()
+            return
+        if self.path.startswith("/other-port"):
+            port = int(str(self.headers["Host"]).rsplit(":", 1)[1])
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{port + 1}/data.csv")
+            self.end_headers()
+            return
         if self.path.startswith("/away"):
             port = str(self.headers["Host"]).rsplit(":", 1)[1]
             self.send_response(302)
@@ -711,9 +740,18 @@ def test_http_url_in_local_mode_streams_one_file(http_server: str) -> None:
 
 def test_http_redirect_to_other_host_missing_file_and_policy(http_server: str) -> None:
     local = ConnectorContext(settings=Settings(local_mode=True))
-    with pytest.raises(ConnectionFailed, match="redirects to another host") as exc:
+    with pytest.raises(ConnectionFailed, match="redirected to another host") as exc:
         FileConnector(FileConfig(url=f"{http_server}/away.csv"), local).check()
     assert exc.value.stage == "http"
+    # The egress redirect policy: same scheme, host and port, at most 5 hops.
+    five = FileConnector(FileConfig(url=f"{http_server}/hop/5/data.csv"), local)
+    assert [r["id"] for r in rows_of(read_all(five))] == [0, 1, 2, 3, 4]
+    with pytest.raises(ConnectionFailed, match="redirected more than 5 times") as hops:
+        FileConnector(FileConfig(url=f"{http_server}/hop/6/data.csv"), local).check()
+    assert hops.value.stage == "http"
+    with pytest.raises(ConnectionFailed, match="redirected to another host") as port:
+        FileConnector(FileConfig(url=f"{http_server}/other-port.csv"), local).check()
+    assert port.value.stage == "http"
     with pytest.raises(ConnectionFailed, match="HTTP 404") as missing:
         FileConnector(FileConfig(url=f"{http_server}/nope.csv?token=s3cr3t"), local).check()
     assert "s3cr3t" not in missing.value.message  # a signed URL's query never shows
@@ -804,9 +842,9 @@ def https_server(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[int
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert_path, key_path)
     server.socket = server_tls.wrap_socket(server.socket, server_side=True)
-    # The connector verifies against the system trust store; here it trusts the test CA.
+    # The connector verifies against the default trust store; here it trusts the test CA.
     original = ssl.create_default_context
-    monkeypatch.setattr(file_module.ssl, "create_default_context", lambda: original(cafile=ca_path))
+    monkeypatch.setattr(ssl, "create_default_context", lambda *_, **__: original(cafile=ca_path))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
@@ -823,3 +861,106 @@ def test_https_verifies_the_certificate_for_the_url_host(https_server: int) -> N
     with pytest.raises(ConnectionFailed) as exc:
         by_ip.check()
     assert exc.value.stage == "tls"
+
+
+# ---------------------------------------------------------------------- exact decimals
+
+
+def test_money_in_csv_lands_as_exact_decimals_and_other_numbers_as_floats(
+    s3: Any, context: ConnectorContext
+) -> None:
+    # Given amounts with two decimals, a measurement with many, and one in exponent form.
+    put(
+        s3,
+        "money/prices.csv",
+        "id,price,ratio,tiny\n"
+        "1,0.99,0.1234567891,1.5e-3\n"
+        "2,1.98,0.5,2.5e-1\n"
+        "3,,1,0.5\n"
+        "4,12,0.25,1\n",
+    )
+    conn = connector(context, f"s3://{BUCKET}/money/prices.csv")
+    (table,) = conn.discover()
+    columns = {c.name: c for c in table.columns}
+    assert columns["price"].type == "decimal"
+    # Two digits after the point; the widest integer part (12) plus 6 digits of headroom.
+    assert columns["price"].native_type == "decimal128(10, 2)"
+    assert columns["ratio"].type == "number" and columns["tiny"].type == "number"
+    (batch,) = read_all(conn)
+    assert isinstance(batch.records, pa.Table)
+    assert batch.records.schema.field("price").type == pa.decimal128(10, 2)
+    assert batch.records.schema.field("ratio").type == pa.float64()
+    prices = [r["price"] for r in rows_of([batch])]
+    assert prices == [Decimal("0.99"), Decimal("1.98"), None, Decimal("12.00")]
+    assert sum(p for p in prices if p is not None) == Decimal("14.97")  # no float drift
+
+
+@pytest.mark.parametrize("name", ["money.jsonl", "money.json"])
+def test_money_in_json_lines_and_json_lands_as_exact_decimals(
+    s3: Any, context: ConnectorContext, name: str
+) -> None:
+    # Written as text: json.dumps would print the floats the same, but say it plainly.
+    records = [
+        '{"id": 1, "price": 0.99, "score": 1e-3, "label": "a"}',
+        '{"id": 2, "price": 1.98, "score": 0.25, "label": "b"}',
+        '{"id": 3, "price": null, "score": 2, "label": "c"}',
+    ]
+    body = "\n".join(records) + "\n" if name.endswith("jsonl") else f"[{','.join(records)}]"
+    put(s3, f"money/{name}", body)
+    conn = connector(context, f"s3://{BUCKET}/money/{name}")
+    (table,) = conn.discover()
+    columns = {c.name: c for c in table.columns}
+    assert columns["price"].type == "decimal"
+    assert columns["price"].native_type == "decimal128(9, 2)"
+    assert columns["score"].type == "number"
+    rows = rows_of(read_all(conn))
+    assert [r["price"] for r in rows] == [Decimal("0.99"), Decimal("1.98"), None]
+    assert [r["score"] for r in rows] == [0.001, 0.25, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "later", "shown", "why"),
+    [
+        ("csv", "2.985", "'2.985'", "more than 2 digits after the point"),
+        ("csv", "abc", "'abc'", "not a decimal number"),
+        ("csv", "12345678901.5", "'12345678901.5'", "more than 7 digits before the point"),
+        ("jsonl", "2.985", "'2.985'", "more than 2 digits after the point"),
+        ("jsonl", '"abc"', "'abc'", "not a decimal number"),
+        ("jsonl", "true", "True", "not a number"),
+    ],
+)
+def test_a_later_value_that_does_not_fit_the_decimal_fails_naming_file_column_and_row(
+    s3: Any, context: ConnectorContext, fmt: str, later: str, shown: str, why: str
+) -> None:
+    # The schema is fixed from the first file; the second file holds the misfit in row 2
+    # (a blank line in JSON Lines is no row).
+    if fmt == "csv":
+        first, second = "id,price\n1,0.99\n2,1.98\n", f"id,price\n3,1.50\n4,{later}\n"
+    else:
+        first = '{"id": 1, "price": 0.99}\n{"id": 2, "price": 1.98}\n'
+        second = f'{{"id": 3, "price": 1.5}}\n\n{{"id": 4, "price": {later}}}\n'
+    put(s3, f"fit-{fmt}/a.{fmt}", first)
+    put(s3, f"fit-{fmt}/b.{fmt}", second)
+    conn = connector(context, f"s3://{BUCKET}/fit-{fmt}/")
+    assert column_types(conn)["price"] == "decimal"
+    with pytest.raises(SourceReadError) as exc:
+        read_all(conn)
+    message = exc.value.message
+    assert f"file 'fit-{fmt}/b.{fmt}', column 'price', row 2" in message
+    assert shown in message and why in message
+
+
+def test_a_decimal_past_the_sample_of_one_csv_fails_with_its_row(
+    s3: Any, context: ConnectorContext
+) -> None:
+    # Given more than the sampled first MiB of two-decimal amounts, then one with three.
+    rows = 150_000
+    body = "id,price\n" + "".join(f"{i},{i % 1000}.25\n" for i in range(rows))
+    body += f"{rows},0.125\n"
+    put(s3, "fit/long.csv", body)
+    conn = connector(context, f"s3://{BUCKET}/fit/long.csv")
+    assert column_types(conn) == {"id": "integer", "price": "decimal"}
+    with pytest.raises(SourceReadError) as exc:
+        read_all(conn, batch_size=50_000)
+    assert f"file 'fit/long.csv', column 'price', row {rows + 1}" in exc.value.message
+    assert "'0.125'" in exc.value.message and "never rounded" in exc.value.message

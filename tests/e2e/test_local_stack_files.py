@@ -191,7 +191,7 @@ def test_files_connect_list_schema_sync_status_cleanup(
     columns = {column["name"]: column["type"] for column in table["columns"]}
     assert columns["id"] == "integer"
     assert columns["name"] == "string"
-    assert columns["balance"] == "number"
+    assert columns["balance"] == "decimal"  # amounts such as 1.25 land exactly
     assert columns["updated_at"].startswith("timestamp")
 
     # Sync both; small files finish inline or shortly after through the worker.
@@ -215,7 +215,7 @@ def test_files_connect_list_schema_sync_status_cleanup(
     assert pa.types.is_string(csv_schema.field("name").type) or pa.types.is_large_string(
         csv_schema.field("name").type
     )
-    assert pa.types.is_floating(csv_schema.field("balance").type)
+    assert pa.types.is_decimal(csv_schema.field("balance").type)
     assert pa.types.is_boolean(csv_schema.field("active").type)
     assert pa.types.is_timestamp(csv_schema.field("updated_at").type)
     got = sorted(csv_back, key=lambda row: row["id"])
@@ -229,7 +229,7 @@ def test_files_connect_list_schema_sync_status_cleanup(
 
     jsonl_schema, jsonl_back, _ = parquet_rows(stack, streams[ids["events_jsonl"]]["output"])
     assert pa.types.is_integer(jsonl_schema.field("event_id").type)
-    assert pa.types.is_floating(jsonl_schema.field("value").type)
+    assert pa.types.is_decimal(jsonl_schema.field("value").type)
     assert (
         sorted(
             ({k: row[k] for k in ("event_id", "kind", "value", "user")} for row in jsonl_back),

@@ -259,7 +259,7 @@ def test_schema_of_a_file_source(stack: Stack) -> None:
     assert types == {
         "id": "integer",
         "name": "string",
-        "amount": "number",
+        "amount": "decimal",
         "updated_at": "timestamp_tz",
     }
     assert table["cursor_field"] == "updated_at"
