@@ -80,6 +80,6 @@ def open_connector(source_type: str, config: ConfigModel, lake: LakeAllowance) -
 
 def file_pattern(pattern: str) -> re.Pattern[str]:
     """A file source's `pattern` as the file connector matches keys relative to its prefix."""
-    from datasources.connectors.file import _glob_regex
+    from datasources.connectors.file.objects import glob_regex
 
-    return _glob_regex(pattern)
+    return glob_regex(pattern)

@@ -45,9 +45,5 @@ Decisions a user of this connector should know (the README repeats them):
 """
 
 from datasources.connectors.file.connector import FileConnector
-from datasources.connectors.file.objects import glob_regex
 
-# `sync/triggers.py` matches uploaded keys with the connector's glob under this name.
-_glob_regex = glob_regex
-
-__all__ = ["FileConnector", "glob_regex"]
+__all__ = ["FileConnector"]
