@@ -56,3 +56,17 @@ def test_a_json_server_style_resource_lands_every_record_and_completes(
     job = sync(stack, source_id, batch_size=250).data
     assert job["status"] == "completed", job
     assert_exact(rows_of_job(stack, source_id, job["job_id"]), range(1, N + 1))
+
+
+def test_a_single_page_resource_is_said_in_the_jobs_notes(stack: Stack, api: FakeApi) -> None:
+    # What the connector says about its read reaches the job: a completed job over a
+    # resource read as one page says so, once, however many batches it wrote.
+    source_id = connect_api(stack, "single_page", f"{api.url}/items/all", api.api_key)
+    job = sync(stack, source_id, batch_size=100).data
+    assert job["status"] == "completed", job
+    stream = only_stream(job)
+    assert stream["records"] == N
+    single = [note for note in stream["notes"] if "single page" in note]
+    assert len(single) == 1, stream["notes"]
+    status = stack.call("status", path={"job_id": job["job_id"]}, query={"scope": "user"})
+    assert single[0] in only_stream(status.data)["notes"]

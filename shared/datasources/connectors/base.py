@@ -1,4 +1,6 @@
-"""The connector interface (DESIGN §7) and the value types it trades in.
+"""The connector interface and the value types it trades in.
+
+See docs/architecture.md, "The connector interface".
 
 A connector is built from a validated `connection_config` (secrets included) and a
 `ConnectorContext`. It never talks to DynamoDB, S3 landing or SQS: the sync engine

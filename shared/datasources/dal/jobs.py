@@ -501,6 +501,29 @@ def record_attempt_error(tenant: Tenant, unit: UnitRecord, error: str) -> None:
     )
 
 
+# A stream's notes are for people: a handful, each said once.
+MAX_UNIT_NOTES = 20
+
+
+def add_unit_notes(tenant: Tenant, unit: UnitRecord, notes: list[str]) -> list[str]:
+    """Keep what a connector said about its read (a single-page resource, rows a run left
+    out and why) on the stream's unit, each note once; returns the unit's notes.
+
+    The unit is read again first: notes from earlier invocations of a chained run are
+    kept. One worker at a time holds a unit (the lease), so the write needs no condition.
+    """
+    stored = get_unit(tenant, unit.job_id, unit.unit_id)
+    known = stored.notes if stored is not None else unit.notes
+    merged = list(dict.fromkeys([*known, *notes]))[:MAX_UNIT_NOTES]
+    if merged != known:
+        table().update_item(
+            Key={"pk": tenant.pk, "sk": unit_sk(unit.job_id, unit.unit_id)},
+            UpdateExpression="SET notes = :n",
+            ExpressionAttributeValues={":n": json.dumps(merged)},
+        )
+    return merged
+
+
 def finish_job(
     tenant: Tenant, job: JobRecord, *, status: str, finished_at: str, error: str | None
 ) -> bool:

@@ -1,4 +1,6 @@
-"""The sync engine (DESIGN §5): plan units, work them in chunks, chain through SQS.
+"""The sync engine: plan units, work them in chunks, chain through SQS.
+
+The design is in docs/architecture.md, "Sync engine".
 
 A unit is one (source, stream) of a job. Working a unit means: read a batch from the
 connector, write it as one part at a key unique to this run (the attempt), then
@@ -319,8 +321,14 @@ def _write_batches(
     written_columns: list[dict[str, str]] = []
     seq = unit.seq
     out_of_time = False
+    said: set[str] = set()
     try:
         for batch in batches:
+            if batch.notes and not said.issuperset(batch.notes):
+                # What the connector says about its read belongs to the job's answer:
+                # a green job must not hide a resource it read as a single page.
+                said.update(batch.notes)
+                jobs_dal.add_unit_notes(tenant, unit, batch.notes)
             if batch.num_rows == 0:
                 # An empty batch has no position of its own: a continuation that finds
                 # nothing left must keep this run's position, not the one it started from.

@@ -27,7 +27,7 @@ def stream_path(stream: str) -> str:
 
 
 def job_prefix(tenant: Tenant, source_id: str, stream: str, job_id: str) -> str:
-    """The Hive-style folder of one stream of one job (DESIGN §4)."""
+    """The Hive-style folder of one stream of one job (docs/architecture.md, "Landing zone")."""
     folder = source_prefix(tenant.organization, tenant.workspace_id, source_id)
     return f"{folder}stream={stream_path(stream)}/job={job_id}"
 
