@@ -767,71 +767,14 @@ def test_http_redirect_to_other_host_missing_file_and_policy(http_server: str) -
 
 def _tls_files(directory: Any) -> tuple[str, str, str]:
     """A throwaway CA and a server certificate for `localhost` (no IP address in it)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from tests.support.tls_servers import make_pki
 
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = (str(directory / n) for n in ("ca.pem", "cert.pem", "key.pem"))
-    with open(ca_path, "wb") as f:
-        f.write(ca.public_bytes(serialization.Encoding.PEM))
-    with open(cert_path, "wb") as f:
-        f.write(leaf.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    return ca_path, cert_path, key_path
+    pki = make_pki()
+    paths = [str(directory / n) for n in ("ca.pem", "cert.pem", "key.pem")]
+    for path, text in zip(paths, (pki.ca.cert, pki.server.cert, pki.server.key), strict=True):
+        with open(path, "w") as f:
+            f.write(text)
+    return paths[0], paths[1], paths[2]
 
 
 @pytest.fixture
@@ -842,9 +785,12 @@ def https_server(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[int
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert_path, key_path)
     server.socket = server_tls.wrap_socket(server.socket, server_side=True)
-    # The connector verifies against the default trust store; here it trusts the test CA.
-    original = ssl.create_default_context
-    monkeypatch.setattr(ssl, "create_default_context", lambda *_, **__: original(cafile=ca_path))
+    # The connector verifies against egress's default trust store (one context, made
+    # once per process); here that store is the test CA.
+    from datasources import egress
+
+    trusted = ssl.create_default_context(cafile=ca_path)
+    monkeypatch.setattr(egress, "_default_ssl_context", lambda: trusted)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
