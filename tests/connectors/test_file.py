@@ -469,6 +469,41 @@ def test_incremental_keeps_rows_above_the_committed_cursor(
     assert nothing_new == []
 
 
+def test_null_cursor_rows_land_first_and_a_later_run_counts_what_it_left_out(
+    s3: Any, context: ConnectorContext
+) -> None:
+    rows = [[1, "2024-01-01T00:00:00Z"], [2, ""], [3, "2024-02-01T00:00:00Z"], [4, ""]]
+    put(s3, "nulls/a.csv", csv_text(["id", "updated_at"], rows[:2]))
+    put(s3, "nulls/b.csv", csv_text(["id", "updated_at"], rows[2:]))
+    url = f"s3://{BUCKET}/nulls/"
+    first = read_all(
+        connector(context, url, pattern="*.csv"), state=StreamState(cursor_field="updated_at")
+    )
+    assert sorted(r["id"] for r in rows_of(first)) == [1, 2, 3, 4]  # a first run reads all
+    assert not any(b.notes for b in first)
+
+    committed = {"value": "2024-01-15T00:00:00+00:00"}
+    later = read_all(
+        connector(context, url, pattern="*.csv"),
+        batch_size=1,
+        state=StreamState(cursor_field="updated_at", cursor_state=committed),
+    )
+    assert [r["id"] for r in rows_of(later)] == [3]
+    notes = [n for b in later for n in b.notes]
+    assert len(notes) == 1 and notes[0].startswith("2 row(s) with a null 'updated_at'"), notes
+    assert later[-1].cursor_state == {"value": "2024-02-01T00:00:00+00:00"}
+
+    # A continuation carries the count it had so far in its token.
+    resumed = read_all(
+        connector(context, url, pattern="*.csv"),
+        state=StreamState(
+            cursor_field="updated_at", cursor_state=committed, resume_token=later[0].resume_token
+        ),
+    )
+    resumed_notes = [n for b in resumed for n in b.notes]
+    assert len(resumed_notes) == 1 and resumed_notes[0].startswith("2 row(s)"), resumed_notes
+
+
 def test_incremental_on_integer_cursor_and_unknown_cursor(
     s3: Any, context: ConnectorContext
 ) -> None:

@@ -144,6 +144,8 @@ class FileConnector:
         start_row = int(token.get("row") or 0)
         if cursor is not None and token.get("max") is not None:
             cursor.restore(token["max"])
+        if cursor is not None:
+            cursor.null_rows_left_out = int(token.get("null_rows_left_out") or 0)
 
         pending: list[pa.Table] = []
         pending_rows = 0
@@ -179,6 +181,12 @@ class FileConnector:
                         pending, pending_rows = [], 0
         if pending_rows and position is not None:
             yield self._batch(pending, position, cursor, state)
+        note = cursor.left_out_note() if cursor is not None else None
+        if note is not None and position is not None:
+            # Said once, at the end, with the run's whole count (the engine keeps notes).
+            last = self._batch([schema.target.empty_table()], position, cursor, state)
+            last.notes.append(note)
+            yield last
 
     def _batch(
         self,
@@ -192,6 +200,7 @@ class FileConnector:
         cursor_state: dict[str, Any] | None = None
         if cursor is not None:
             token["max"] = cursor.max_json()
+            token["null_rows_left_out"] = cursor.null_rows_left_out
             # No row above the committed value yet: keep committing the old value.
             cursor_state = {"value": token["max"]} if token["max"] is not None else None
             if cursor_state is None and state.cursor_state is not None:

@@ -21,6 +21,9 @@ class CursorFilter:
         self.field = field
         self.bound = bound  # a pyarrow scalar of the column's type, or None on a first run
         self.max: Any = None
+        # Rows a later run leaves out because their cursor is null (a first run reads
+        # them): counted, so the job can say how many and why.
+        self.null_rows_left_out = 0
 
     @classmethod
     def build(cls, state: StreamState, schema: pa.Schema) -> CursorFilter | None:
@@ -43,6 +46,7 @@ class CursorFilter:
     def apply(self, table: pa.Table) -> pa.Table:
         column = table.column(self.field.name)
         if self.bound is not None:
+            self.null_rows_left_out += column.null_count
             table = table.filter(pc.greater(column, self.bound))
             column = table.column(self.field.name)
         if table.num_rows:
@@ -50,6 +54,15 @@ class CursorFilter:
             if top is not None and (self.max is None or top > self.max):
                 self.max = top
         return table
+
+    def left_out_note(self) -> str | None:
+        if not self.null_rows_left_out:
+            return None
+        return (
+            f"{self.null_rows_left_out} row(s) with a null '{self.field.name}' were not read: "
+            "an incremental run reads rows above the saved cursor, and a null is not; "
+            "a full refresh reads them"
+        )
 
     def max_json(self) -> Any:
         return _jsonable(self.max)
