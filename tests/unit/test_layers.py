@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "datasources.limits",
             "datasources.tokens",
             "datasources.netguard",
+            "datasources.egress",
             "datasources.observability",
             "datasources.tracing",
             "datasources.types",
