@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The functions get their metrics namespace from the template's globals; the shared
+# Metrics object is made at the first import, and without a namespace its 100th
+# unflushed metric (tests that call the engine directly never flush) raises.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DataSources")
 
 from local.context import FakeLambdaContext
 from local.tokens import mint_token
