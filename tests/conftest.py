@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 
-# The functions get their metrics namespace from the template's globals; the shared
-# Metrics object is made at the first import, and without a namespace its 100th
-# unflushed metric (tests that call the engine directly never flush) raises.
+# The functions get their service name and metrics namespace from the template's
+# globals; the shared Logger and Metrics are made at the first import, whichever test
+# comes first. Without them the logger is not `datasources` (tests that read its lines
+# attach there), and the 100th unflushed metric (tests that call the engine directly
+# never flush) raises for want of a namespace.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "datasources")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DataSources")
 
 from local.context import FakeLambdaContext
